@@ -1,0 +1,356 @@
+// Package table is the flat, pointer-free hash table behind each shard: 64-bit
+// keys mapped to 32-bit Unix seconds, open addressing with linear probing and
+// backward-shift deletion.
+//
+// A Go map[uint64]uint32 spends 16 bytes a slot plus control bytes, iterates
+// slowly and never shrinks. Here a slot is 12 bytes (key halves and time side by
+// side, so a Seen touches one cache line), the capacity is any integer (so the
+// load factor stays within a narrow band instead of halving at every doubling),
+// and the table shrinks when a sweep leaves it mostly empty. Nothing in it holds
+// a pointer, so the garbage collector never scans it.
+//
+// A Table is not safe for concurrent use; each shard guards its own with a mutex.
+package table
+
+import (
+	"math/bits"
+)
+
+// Load factor band. Linear probing stays fast up to about 0.8 (an unsuccessful
+// probe then reads ~13 slots, about two cache lines); above it probe chains grow
+// quadratically. Growing to 0.625 rather than 0.4 (doubling) keeps the heap per
+// entry between 12/0.8 = 15 and 12/0.625 = 19.2 bytes at every size, at the cost
+// of resizing ~4× as often as doubling would (each resize is one shard's worth
+// of work, and the amortised cost is a few slot moves per insert).
+const (
+	maxLoadNum, maxLoadDen = 4, 5 // grow or sweep above 0.8
+	// after a full sweep, grow only if the table is still above 0.7: a sweep that
+	// freed at least a tenth of the slots buys a tenth of the capacity in inserts
+	// before the next one, which bounds the amortised sweep cost at ~10 slot
+	// reads per insert.
+	keepLoadNum, keepLoadDen     = 7, 10
+	targetLoadNum, targetLoadDen = 5, 8 // resize to 0.625
+	shrinkBelowDen               = 4    // shrink when a sweep leaves the table under 1/4 full
+
+	// MinCapacity is the smallest table: with 64 shards the empty tracker holds
+	// 64×16×12 bytes = 12 KiB.
+	MinCapacity = 16
+
+	// SweepStep is how many slots each insert examines for expired entries. In
+	// steady churn an expired entry lingers for at most one trip of the cursor
+	// round the table, capacity/SweepStep inserts, so at most about
+	// capacity/SweepStep ≈ entries/(0.7×SweepStep) ≈ 9% of what the table holds
+	// is expired. Eight 12-byte slots are 96 bytes: under two cache lines read
+	// sequentially.
+	SweepStep = 8
+)
+
+// slot is one entry. The key is split in two halves so that the struct is 12
+// bytes with 4-byte alignment rather than 16 with 8. A key of 0 marks an empty
+// slot: callers map a hash of 0 to 1.
+type slot struct {
+	lo, hi uint32
+	sec    uint32
+}
+
+func (s *slot) empty() bool { return s.lo|s.hi == 0 }
+func (s *slot) key() uint64 { return uint64(s.hi)<<32 | uint64(s.lo) }
+func makeSlot(key uint64, sec uint32) slot {
+	return slot{lo: uint32(key), hi: uint32(key >> 32), sec: sec}
+}
+
+// SlotBytes is the size of one slot, for memory accounting.
+const SlotBytes = 12
+
+// Mixer turns a stored key into a placement hash with per-tracker secret seeds,
+// so that uids chosen by an attacker (who can compute the unseeded xxhash) cannot
+// be steered into one shard or one probe chain. The stored key stays the plain
+// hash, so snapshots and other instances agree on it.
+type Mixer struct{ s0, s1 uint64 }
+
+// NewMixer returns a Mixer with the given seeds. The multiplier is forced odd
+// and non-trivial.
+func NewMixer(s0, s1 uint64) Mixer {
+	return Mixer{s0: s0, s1: s1 | 1<<63 | 1}
+}
+
+// Mix is a seeded 64×64→128-bit multiply folded to 64 bits (wyhash's "mum"),
+// followed by murmur3's finaliser so that every output bit depends on every
+// input bit even for small keys. Shards take the low bits of the result, slots
+// the high bits. About 2 ns.
+func (m Mixer) Mix(key uint64) uint64 {
+	hi, lo := bits.Mul64(key^m.s0, m.s1)
+	x := hi ^ lo
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+// Table maps keys to the last second they were seen at.
+type Table struct {
+	slots  []slot
+	n      int // occupied slots
+	cursor int // next slot the incremental sweep examines
+	mix    Mixer
+}
+
+// New returns an empty table with room for capacity entries at the target load.
+func New(mix Mixer, capacity int) Table {
+	return Table{slots: make([]slot, capFor(capacity)), mix: mix}
+}
+
+func capFor(n int) int {
+	c := n * targetLoadDen / targetLoadNum
+	if c < MinCapacity {
+		c = MinCapacity
+	}
+	return c
+}
+
+// Len is the number of entries held.
+func (t *Table) Len() int { return t.n }
+
+// Cap is the number of slots.
+func (t *Table) Cap() int { return len(t.slots) }
+
+// home is the slot a placement hash belongs in: the high half of m×len, which
+// maps uniformly onto any length without a division (Lemire's fast range).
+func home(m uint64, n int) int {
+	hi, _ := bits.Mul64(m, uint64(n))
+	return int(hi)
+}
+
+// Seen records key (whose placement hash is m) as seen at sec, keeping the later
+// of sec and any time already held. cutoff is the oldest second still within
+// retention: entries older than it may be deleted by the upkeep an insert does.
+// It reports whether the key was new.
+func (t *Table) Seen(key, m uint64, sec, cutoff uint32) bool {
+	s := t.slots
+	i := home(m, len(s))
+	lo, hi := uint32(key), uint32(key>>32)
+	for {
+		e := &s[i]
+		if e.lo == lo && e.hi == hi {
+			if sec > e.sec {
+				e.sec = sec
+			}
+			return false
+		}
+		if e.lo|e.hi == 0 {
+			break
+		}
+		if i++; i == len(s) {
+			i = 0
+		}
+	}
+	s[i] = slot{lo: lo, hi: hi, sec: sec}
+	t.n++
+	t.Sweep(SweepStep, cutoff)
+	if t.n*maxLoadDen > len(t.slots)*maxLoadNum {
+		t.Prune(cutoff)
+		if t.n*keepLoadDen > len(t.slots)*keepLoadNum {
+			t.resize(capFor(t.n))
+		}
+	}
+	return true
+}
+
+// Merge is Seen without the upkeep, for bulk loads that prune once at the end:
+// the key's time becomes the later of sec and what is held. It grows the table
+// as needed.
+func (t *Table) Merge(key, m uint64, sec uint32) {
+	if (t.n+1)*maxLoadDen > len(t.slots)*maxLoadNum {
+		t.resize(capFor(t.n + 1))
+	}
+	s := t.slots
+	i := home(m, len(s))
+	lo, hi := uint32(key), uint32(key>>32)
+	for {
+		e := &s[i]
+		if e.lo == lo && e.hi == hi {
+			if sec > e.sec {
+				e.sec = sec
+			}
+			return
+		}
+		if e.lo|e.hi == 0 {
+			*e = slot{lo: lo, hi: hi, sec: sec}
+			t.n++
+			return
+		}
+		if i++; i == len(s) {
+			i = 0
+		}
+	}
+}
+
+// Get returns the time held for key and whether it is present.
+func (t *Table) Get(key uint64) (uint32, bool) {
+	s := t.slots
+	i := home(t.mix.Mix(key), len(s))
+	lo, hi := uint32(key), uint32(key>>32)
+	for {
+		e := &s[i]
+		if e.lo == lo && e.hi == hi {
+			return e.sec, true
+		}
+		if e.empty() {
+			return 0, false
+		}
+		if i++; i == len(s) {
+			i = 0
+		}
+	}
+}
+
+// Sweep examines up to steps slots from the cursor onwards, deleting entries
+// older than cutoff. It is the bounded, incremental half of pruning: inserts call
+// it so that churn cleans up after itself without anyone calling Counts.
+func (t *Table) Sweep(steps int, cutoff uint32) {
+	s := t.slots
+	i := t.cursor
+	if i >= len(s) {
+		i = 0
+	}
+	for ; steps > 0; steps-- {
+		if e := &s[i]; !e.empty() && e.sec < cutoff {
+			t.deleteAt(i) // a later entry may have shifted into i: look again
+			continue
+		}
+		if i++; i == len(s) {
+			i = 0
+		}
+	}
+	t.cursor = i
+}
+
+// deleteAt empties slot i and shifts later members of its probe chain back so
+// that no chain has a gap (backward-shift deletion: no tombstones, so probe
+// lengths never degrade with churn).
+func (t *Table) deleteAt(i int) {
+	s := t.slots
+	hole, j := i, i
+	for {
+		if j++; j == len(s) {
+			j = 0
+		}
+		e := s[j]
+		if e.empty() {
+			break
+		}
+		h := home(t.mix.Mix(e.key()), len(s))
+		// e may fill the hole unless its home lies cyclically in (hole, j].
+		if hole <= j {
+			if hole < h && h <= j {
+				continue
+			}
+		} else if h > hole || h <= j {
+			continue
+		}
+		s[hole] = e
+		hole = j
+	}
+	s[hole] = slot{}
+	t.n--
+}
+
+// walk visits every entry once, deleting those older than cutoff, and calls
+// keep for the others. It starts just after an empty slot: backward shifts never
+// cross an empty slot, so every move during the walk goes from a slot not yet
+// visited to the current one or later, and no entry is seen twice or missed.
+func (t *Table) walk(cutoff uint32, keep func(e *slot)) {
+	s := t.slots
+	start := 0
+	for !s[start].empty() {
+		start++ // the load factor is at most 0.8: an empty slot exists
+	}
+	i := start
+	for range len(s) - 1 {
+		if i++; i == len(s) {
+			i = 0
+		}
+		for {
+			e := &s[i]
+			if e.empty() {
+				break
+			}
+			if e.sec < cutoff {
+				t.deleteAt(i)
+				continue
+			}
+			keep(e)
+			break
+		}
+	}
+}
+
+// Prune deletes every entry older than cutoff and shrinks the table if that
+// left it mostly empty.
+func (t *Table) Prune(cutoff uint32) {
+	t.walk(cutoff, func(*slot) {})
+	t.maybeShrink()
+}
+
+func (t *Table) maybeShrink() {
+	if len(t.slots) > MinCapacity && t.n*shrinkBelowDen < len(t.slots) {
+		if c := capFor(t.n); c < len(t.slots) {
+			t.resize(c)
+		}
+	}
+}
+
+// Count adds to counts[i] the number of entries whose age at now is at most
+// windows[i] seconds (a negative window counts nothing; an entry newer than now
+// has age 0). Entries older than cutoff are deleted on the way, and the table
+// shrinks if that left it mostly empty.
+func (t *Table) Count(now, cutoff uint32, windows []int64, counts []int) {
+	t.walk(cutoff, func(e *slot) {
+		age := int64(now) - int64(e.sec)
+		if age < 0 {
+			age = 0 // a clock that stepped back: never a negative age
+		}
+		for k, w := range windows {
+			if age <= w {
+				counts[k]++
+			}
+		}
+	})
+	t.maybeShrink()
+}
+
+// Range calls fn for every entry seen at or after since, in slot order, until fn
+// returns false. It neither deletes nor moves entries.
+func (t *Table) Range(since uint32, fn func(key uint64, sec uint32) bool) bool {
+	for i := range t.slots {
+		e := &t.slots[i]
+		if !e.empty() && e.sec >= since {
+			if !fn(e.key(), e.sec) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (t *Table) resize(c int) {
+	old := t.slots
+	s := make([]slot, c)
+	for k := range old {
+		e := old[k]
+		if e.empty() {
+			continue
+		}
+		i := home(t.mix.Mix(e.key()), c)
+		for !s[i].empty() {
+			if i++; i == c {
+				i = 0
+			}
+		}
+		s[i] = e
+	}
+	t.slots = s
+	t.cursor = 0
+}

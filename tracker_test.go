@@ -1,0 +1,377 @@
+package activeusers
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// model is the design this library replaces, kept as the reference the Tracker
+// is checked against: one map from uid to last activity, counted by walking it.
+// It prunes at the retention rather than at the longest window asked for (the
+// original's habit, which makes a 5m scrape erase the 7d history), and clamps
+// windows to the retention, as the Tracker documents.
+type model struct {
+	last map[string]time.Time
+	ret  time.Duration
+}
+
+func newModel(ret time.Duration) *model { return &model{last: map[string]time.Time{}, ret: ret} }
+
+func (m *model) seenAt(uid string, at time.Time) {
+	if uid == "" {
+		return
+	}
+	if old, ok := m.last[uid]; !ok || at.After(old) {
+		m.last[uid] = at
+	}
+}
+
+func (m *model) countsAt(now time.Time, windows ...time.Duration) []int {
+	counts := make([]int, len(windows))
+	for uid, at := range m.last {
+		age := max(now.Sub(at), 0)
+		if age > m.ret {
+			delete(m.last, uid)
+			continue
+		}
+		for i, w := range windows {
+			if age <= min(w, m.ret) {
+				counts[i]++
+			}
+		}
+	}
+	return counts
+}
+
+var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func sec(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+
+func fixed(now *time.Time) Option { return WithClock(func() time.Time { return *now }) }
+
+// TestSteps walks a tracker through a history on a fake clock, one step a row.
+func TestSteps(t *testing.T) {
+	const h, d = time.Hour, 24 * time.Hour
+	tr := New(WithRetention(7 * d))
+	defer tr.Close()
+	steps := []struct {
+		seen   string // uid seen at t (may be empty)
+		t      time.Time
+		counts []int // Counts(1h, 24h, 7d, 30d) at t, if not nil
+	}{
+		{"a", t0, []int{1, 1, 1, 1}},
+		{"b", t0.Add(h), []int{2, 2, 2, 2}},                 // a's age is exactly 1h: inclusive
+		{"", t0.Add(h + time.Second), []int{1, 2, 2, 2}},    // a is 1h1s old
+		{"a", t0.Add(-30 * time.Minute), []int{2, 2, 2, 2}}, // an earlier time does not move a back; counted from before t0, a and b are "in the future": age 0
+		{"", t0.Add(25 * h), []int{0, 1, 2, 2}},             // b is exactly 24h old
+		{"", t0.Add(7 * d), []int{0, 0, 2, 2}},              // a is exactly 7d old: still kept
+		{"", t0.Add(7*d + time.Second), []int{0, 0, 1, 1}},  // a is past retention; 30d counts as 7d
+		{"", t0.Add(7*d + h + time.Second), []int{0, 0, 0, 0}},
+	}
+	for i, s := range steps {
+		if s.seen != "" {
+			tr.SeenAt(s.seen, s.t)
+		}
+		if s.counts != nil {
+			got := tr.CountsAt(s.t, h, d, 7*d, 30*d)
+			assert.Equal(t, s.counts, got, "step %d at %v", i, s.t.Sub(t0))
+		}
+	}
+	assert.Equal(t, 0, tr.Len(), "Counts prunes what is past retention")
+}
+
+// TestAgainstModel drives the Tracker and the model through random histories on
+// a fake clock that never goes back, with late arrivals (SeenAt times before the
+// clock, some beyond retention), and compares every Counts answer.
+func TestAgainstModel(t *testing.T) {
+	for seed := range uint64(40) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { runAgainstModel(t, seed, 400) })
+	}
+}
+
+func runAgainstModel(t *testing.T, seed uint64, steps int) {
+	r := rand.New(rand.NewPCG(seed, 99))
+	ret := time.Duration(1+r.IntN(200)) * time.Second
+	shards := []int{1, 2, 4, 64}[r.IntN(4)]
+	now := t0
+	tr := New(WithRetention(ret), WithShards(shards), fixed(&now))
+	m := newModel(ret)
+	users := 1 + r.IntN(3000)
+	windows := []time.Duration{0, time.Second, ret / 2, ret, ret + time.Second, 10 * ret, -time.Second, 1500 * time.Millisecond}
+	for range steps {
+		now = now.Add(time.Duration(r.IntN(4)) * time.Second)
+		for range r.IntN(200) {
+			uid := "u" + strconv.Itoa(r.IntN(users))
+			switch r.IntN(4) {
+			case 0: // a late arrival, possibly older than the retention
+				at := now.Add(-time.Duration(r.IntN(int(2*ret/time.Second))) * time.Second)
+				tr.SeenAt(uid, at)
+				m.seenAt(uid, at)
+			case 1:
+				tr.SeenBytes([]byte(uid))
+				m.seenAt(uid, now)
+			default:
+				tr.Seen(uid)
+				m.seenAt(uid, now)
+			}
+		}
+		if r.IntN(3) == 0 {
+			ws := make([]time.Duration, 1+r.IntN(4))
+			for i := range ws {
+				ws[i] = windows[r.IntN(len(windows))]
+			}
+			want := m.countsAt(now, ws...)
+			got := tr.CountsAt(now, ws...)
+			require.Equal(t, want, got, "at %v, windows %v", now.Sub(t0), ws)
+			require.Equal(t, len(m.last), tr.Len(), "after Counts, Len is what the model keeps")
+		}
+	}
+}
+
+// FuzzAgainstModel reads a history from the fuzzer's bytes: each byte is one
+// step (advance the clock, see a uid now or late, or count).
+func FuzzAgainstModel(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 255, 128, 64})
+	f.Add([]byte("the quick brown fox jumps over the lazy dog"))
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		const ret = 20 * time.Second
+		now := t0
+		tr := New(WithRetention(ret), WithShards(2), fixed(&now))
+		m := newModel(ret)
+		for _, op := range ops {
+			uid := "u" + strconv.Itoa(int(op>>3))
+			switch op & 7 {
+			case 0, 1:
+				now = now.Add(time.Duration(op>>3) * time.Second)
+			case 2, 3, 4:
+				tr.Seen(uid)
+				m.seenAt(uid, now)
+			case 5:
+				at := now.Add(-time.Duration(op>>3) * time.Second)
+				tr.SeenAt(uid, at)
+				m.seenAt(uid, at)
+			default:
+				ws := []time.Duration{0, time.Duration(op>>3) * time.Second, ret, 2 * ret}
+				require.Equal(t, m.countsAt(now, ws...), tr.CountsAt(now, ws...))
+			}
+		}
+		ws := []time.Duration{0, ret / 2, ret}
+		require.Equal(t, m.countsAt(now, ws...), tr.CountsAt(now, ws...))
+	})
+}
+
+func TestClockStepsBack(t *testing.T) {
+	now := sec(1000)
+	tr := New(WithRetention(100*time.Second), fixed(&now))
+	tr.Seen("a")
+	now = sec(900) // the clock steps back 100s
+	tr.Seen("b")
+	// a was seen "in the future": its age is 0, never negative, and never wraps
+	// round to a huge age that would drop it.
+	assert.Equal(t, []int{2, 2}, tr.Counts(0, time.Second))
+	now = sec(1000)
+	assert.Equal(t, []int{1, 2}, tr.Counts(0, 100*time.Second))
+	// Far before 1970 and after 2106 clamp into the stored range rather than wrap.
+	tr.SeenAt("old", time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC))
+	tr.SeenAt("new", time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
+	assert.Equal(t, []int{2, 3}, tr.Counts(0, 100*time.Second), "the future one has age 0; the ancient one is past retention")
+}
+
+func TestUIDs(t *testing.T) {
+	now := t0
+	tr := New(fixed(&now))
+	tr.Seen("")
+	tr.SeenBytes(nil)
+	tr.SeenBytes([]byte{})
+	tr.SeenAt("", now)
+	assert.Equal(t, 0, tr.Len(), "empty uids are ignored")
+
+	big := strings.Repeat("x", 1<<20)
+	tr.Seen(big)
+	tr.SeenBytes([]byte(big))
+	assert.Equal(t, 1, tr.Len(), "a 1 MiB uid is one account, whichever method saw it")
+	tr.Seen(big[:len(big)-1])
+	assert.Equal(t, []int{2}, tr.Counts(time.Hour))
+}
+
+func TestInvalidOptions(t *testing.T) {
+	for _, c := range []struct {
+		opt  Option
+		want string
+	}{
+		{WithShards(0), "WithShards(0): the shard count must be between 1 and 65536"},
+		{WithShards(-4), "WithShards(-4)"},
+		{WithShards(1<<16 + 1), "WithShards(65537)"},
+		{WithRetention(0), "WithRetention(0s): the retention must be between 1s and"},
+		{WithRetention(-time.Hour), "WithRetention(-1h0m0s)"},
+		{WithRetention(999 * time.Millisecond), "WithRetention(999ms)"},
+		{WithRetention(100 * 365 * 24 * time.Hour), "WithRetention(876000h0m0s)"},
+		{WithClock(nil), "WithClock(nil): the clock must be a non-nil function"},
+	} {
+		msg := func() (msg any) {
+			defer func() { msg = recover() }()
+			New(c.opt)
+			return nil
+		}()
+		require.IsType(t, "", msg, c.want)
+		assert.True(t, strings.HasPrefix(msg.(string), "activeusers.New: "+c.want), "got %q, want it to start %q", msg, c.want)
+	}
+	assert.PanicsWithValue(t, "activeusers.New: WithShards(0): the shard count must be between 1 and 65536; WithClock(nil): the clock must be a non-nil function",
+		func() { New(WithShards(0), WithClock(nil)) }, "every invalid option is named")
+}
+
+func TestOptionsApplied(t *testing.T) {
+	tr := New(WithShards(5), WithRetention(90*time.Minute+500*time.Millisecond))
+	defer tr.Close()
+	assert.Equal(t, 8, tr.Stats().Shards, "rounded up to a power of two")
+	assert.Equal(t, 90*time.Minute, tr.Retention(), "truncated to whole seconds")
+	d := New()
+	defer d.Close()
+	assert.Equal(t, DefaultShards, d.Stats().Shards)
+	assert.Equal(t, DefaultRetention, d.Retention())
+}
+
+// TestDefaultClock uses the real coarse clock: Seen and Counts agree on "now".
+func TestDefaultClock(t *testing.T) {
+	tr := New()
+	tr.Seen("a")
+	tr.Seen("b")
+	assert.Equal(t, []int{2, 2}, tr.Counts(5*time.Second, 24*time.Hour))
+	require.NoError(t, tr.Close())
+	require.NoError(t, tr.Close(), "Close is idempotent")
+	tr.Seen("c") // still works after Close, on the wall clock
+	assert.Equal(t, []int{3}, tr.Counts(5*time.Second))
+}
+
+// TestDroppedTrackerStopsClock: a Tracker that is never closed must not leak
+// its clock goroutine once unreachable (goleak in TestMain checks the rest).
+func TestDroppedTrackerStopsClock(t *testing.T) {
+	func() { New().Seen("a") }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		if goleak.Find() == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(goleak.Find())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestConcurrent runs Seen, SeenAt, Counts and Len from many goroutines (run it
+// under -race) and checks exact totals: every goroutine sees its own disjoint
+// uids plus a shared set, while Counts and Len run alongside.
+func TestConcurrent(t *testing.T) {
+	now := t0
+	var mu sync.Mutex // guards now, read by the clock
+	clock := WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	tr := New(WithShards(8), WithRetention(time.Hour), clock)
+	const workers, each, shared = 16, 2000, 500
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var scrapes sync.WaitGroup
+	scrapes.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				c := tr.Counts(time.Hour)
+				if c[0] > workers*each+shared {
+					t.Errorf("count %d above the number of uids", c[0])
+				}
+				_ = tr.Len()
+			}
+		}
+	})
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				tr.Seen(fmt.Sprintf("w%d-%d", w, i))
+				tr.SeenAt(fmt.Sprintf("shared-%d", i%shared), t0.Add(-time.Duration(i)*time.Second))
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	scrapes.Wait()
+	assert.Equal(t, []int{workers*each + shared}, tr.Counts(time.Hour))
+	// Advance past retention: everything goes, concurrently pruned by Seen.
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				tr.Seen(fmt.Sprintf("late%d-%d", w, i))
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, []int{workers * each, workers * each}, tr.Counts(0, time.Hour), "all seen at the same second: age 0")
+	assert.Equal(t, workers*each, tr.Len())
+}
+
+// TestChurnWithoutCounts: users churn through the retention many times over and
+// nobody calls Counts; inserts alone must keep at least 80% of what is held
+// within retention, and the heap proportional to the live users.
+func TestChurnWithoutCounts(t *testing.T) {
+	now := t0
+	tr := New(WithRetention(100*time.Second), fixed(&now))
+	const perSec = 500 // 50,000 live users
+	u := 0
+	for s := range 2000 { // 20 retentions
+		now = sec(s)
+		for range perSec {
+			tr.Seen("user" + strconv.Itoa(u))
+			u++
+		}
+		if s%50 == 49 && s > 200 {
+			st := tr.Stats()
+			live := 100 * perSec // within retention, by construction
+			require.GreaterOrEqual(t, float64(live)/float64(st.Entries), 0.80,
+				"second %d: %d held for %d live", s, st.Entries, live)
+			require.LessOrEqual(t, st.Bytes/live, 28, "bytes per live user")
+		}
+	}
+}
+
+func TestSeenAllocs(t *testing.T) {
+	now := t0
+	for _, tr := range []*Tracker{New(), New(fixed(&now))} {
+		defer tr.Close()
+		uids := make([]string, 1000)
+		for i := range uids {
+			uids[i] = "user-" + strconv.Itoa(i)
+			tr.Seen(uids[i])
+		}
+		b := []byte("user-7")
+		i := 0
+		allocs := testing.AllocsPerRun(1000, func() {
+			tr.Seen(uids[i%len(uids)])
+			tr.SeenBytes(b)
+			tr.SeenAt(uids[i%len(uids)], now)
+			i++
+		})
+		assert.Zero(t, allocs, "Seen, SeenBytes and SeenAt of returning users")
+		allocs = testing.AllocsPerRun(100, func() {
+			tr.Seen(uids[i%len(uids)]) // mostly returning, the odd insert or resize aside
+			i++
+		})
+		assert.Zero(t, allocs)
+	}
+}
