@@ -124,10 +124,11 @@ func (t *Tracker) nowSec() int64 {
 	return t.userClock().Unix()
 }
 
-// toSec clamps a Unix second into the 32-bit range stored (1970 to 2106).
+// toSec clamps a Unix second into the range stored: 32 bits, and never 0,
+// which marks an empty slot (so 1970-01-01T00:00:01 to 2106-02-07T06:28:15).
 func toSec(s int64) uint32 {
-	if s < 0 {
-		return 0
+	if s < 1 {
+		return 1
 	}
 	if s > math.MaxUint32 {
 		return math.MaxUint32
@@ -195,26 +196,29 @@ func (t *Tracker) CountsAt(now time.Time, windows ...time.Duration) []int {
 
 func (t *Tracker) counts(now int64, windows []time.Duration) []int {
 	counts := make([]int, len(windows))
-	if len(windows) == 0 {
-		return counts
-	}
-	ws := make([]int64, len(windows))
+	// An account counts in window w if now - last ≤ w, that is last ≥ now - w
+	// (an account seen after now has age 0 and counts in every window). Negative
+	// windows count nothing and are left out of the pass (which still prunes).
+	var since []uint32
+	var idx []int
 	for i, w := range windows {
-		switch {
-		case w < 0:
-			ws[i] = -1
-		case w/time.Second > time.Duration(t.retSec):
-			ws[i] = t.retSec
-		default:
-			ws[i] = int64(w / time.Second)
+		if w < 0 {
+			continue
 		}
+		secs := min(int64(w/time.Second), t.retSec)
+		since = append(since, toSec(now-secs))
+		idx = append(idx, i)
 	}
-	sec, cutoff := toSec(now), t.cutoff(now)
+	got := make([]int, len(since))
+	cutoff := t.cutoff(now)
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		s.tab.Count(sec, cutoff, ws, counts)
+		s.tab.Count(cutoff, since, got)
 		s.mu.Unlock()
+	}
+	for k, i := range idx {
+		counts[i] = got[k]
 	}
 	return counts
 }

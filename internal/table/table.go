@@ -46,18 +46,17 @@ const (
 )
 
 // slot is one entry. The key is split in two halves so that the struct is 12
-// bytes with 4-byte alignment rather than 16 with 8. A key of 0 marks an empty
-// slot: callers map a hash of 0 to 1.
+// bytes with 4-byte alignment rather than 16 with 8. An empty slot is all
+// zeros: callers never store a key of 0 (they map a hash of 0 to 1) nor a
+// second of 0 (1970-01-01T00:00:00, clamped to 1), so a pass over the table can
+// tell an empty slot by its time alone.
 type slot struct {
 	lo, hi uint32
 	sec    uint32
 }
 
-func (s *slot) empty() bool { return s.lo|s.hi == 0 }
+func (s *slot) empty() bool { return s.sec == 0 }
 func (s *slot) key() uint64 { return uint64(s.hi)<<32 | uint64(s.lo) }
-func makeSlot(key uint64, sec uint32) slot {
-	return slot{lo: uint32(key), hi: uint32(key >> 32), sec: sec}
-}
 
 // SlotBytes is the size of one slot, for memory accounting.
 const SlotBytes = 12
@@ -123,8 +122,8 @@ func home(m uint64, n int) int {
 	return int(hi)
 }
 
-// Seen records key (whose placement hash is m) as seen at sec, keeping the later
-// of sec and any time already held. cutoff is the oldest second still within
+// Seen records key (whose placement hash is m, and which is not 0) as seen at
+// sec (which is not 0), keeping the later of sec and any time already held. cutoff is the oldest second still within
 // retention: entries older than it may be deleted by the upkeep an insert does.
 // It reports whether the key was new.
 func (t *Table) Seen(key, m uint64, sec, cutoff uint32) bool {
@@ -139,7 +138,7 @@ func (t *Table) Seen(key, m uint64, sec, cutoff uint32) bool {
 			}
 			return false
 		}
-		if e.lo|e.hi == 0 {
+		if e.sec == 0 {
 			break
 		}
 		if i++; i == len(s) {
@@ -176,7 +175,7 @@ func (t *Table) Merge(key, m uint64, sec uint32) {
 			}
 			return
 		}
-		if e.lo|e.hi == 0 {
+		if e.sec == 0 {
 			*e = slot{lo: lo, hi: hi, sec: sec}
 			t.n++
 			return
@@ -257,41 +256,101 @@ func (t *Table) deleteAt(i int) {
 	t.n--
 }
 
-// walk visits every entry once, deleting those older than cutoff, and calls
-// keep for the others. It starts just after an empty slot: backward shifts never
-// cross an empty slot, so every move during the walk goes from a slot not yet
-// visited to the current one or later, and no entry is seen twice or missed.
-func (t *Table) walk(cutoff uint32, keep func(e *slot)) {
-	s := t.slots
+// Prune deletes every entry older than cutoff and shrinks the table if that
+// left it mostly empty.
+func (t *Table) Prune(cutoff uint32) {
+	t.Count(cutoff, nil, nil)
+}
+
+// Count adds to counts[k] the number of entries seen at or after since[k]
+// (which must not be 0). Entries older than cutoff are deleted on the way, and
+// the table shrinks if that left it mostly empty.
+//
+// The pass starts just after an empty slot and wraps round to it: backward
+// shifts never cross an empty slot, so every move during the pass goes from a
+// slot not yet visited to the current one or later, and no entry is counted
+// twice or missed.
+func (t *Table) Count(cutoff uint32, since []uint32, counts []int) {
 	start := 0
-	for !s[start].empty() {
+	for !t.slots[start].empty() {
 		start++ // the load factor is at most 0.8: an empty slot exists
 	}
-	i := start
-	for range len(s) - 1 {
-		if i++; i == len(s) {
-			i = 0
+	var th [4]uint64
+	for k := range th {
+		th[k] = 1 << 32 // counts nothing
+		if k < len(since) {
+			th[k] = uint64(since[k])
 		}
-		for {
-			e := &s[i]
-			if e.empty() {
-				break
-			}
-			if e.sec < cutoff {
-				t.deleteAt(i)
-				continue
-			}
-			keep(e)
-			break
+	}
+	var c [4]int
+	t.countRange(start+1, len(t.slots), cutoff, &th, &c, since, counts)
+	t.countRange(0, start, cutoff, &th, &c, since, counts)
+	for k := range min(len(counts), len(c)) {
+		counts[k] += c[k]
+	}
+	t.maybeShrink()
+}
+
+// countRange counts slots [from, to). The first four thresholds are counted
+// by a tight loop that keeps its counters in registers and calls nothing; it
+// stops at each expired entry so that the deletion (rare) happens out here.
+// Further thresholds (rarer still) take a slow loop.
+func (t *Table) countRange(from, to int, cutoff uint32, th *[4]uint64, c *[4]int, since []uint32, counts []int) {
+	for i := from; i < to; {
+		run := countRun(t.slots[i:to], cutoff, th, c)
+		if len(since) > len(th) {
+			countRest(t.slots[i:i+run], since[len(th):], counts[len(th):])
+		}
+		if i += run; i < to {
+			t.deleteAt(i) // a later entry may shift into i: the next run looks again
 		}
 	}
 }
 
-// Prune deletes every entry older than cutoff and shrinks the table if that
-// left it mostly empty.
-func (t *Table) Prune(cutoff uint32) {
-	t.walk(cutoff, func(*slot) {})
-	t.maybeShrink()
+// countRun counts the entries of s into c until the first entry older than
+// cutoff, and returns its index (len(s) if none).
+//
+// It is branch-free but for that stop: a third of the slots are empty, at
+// random, and a branch on emptiness mispredicts often enough to more than
+// double the time of the pass. Empty slots have time 0, which no threshold
+// reaches and which sec-1 turns into the largest uint32, never below cutoff-1.
+func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
+	t0, t1, t2, t3 := th[0], th[1], th[2], th[3]
+	c0, c1, c2, c3 := c[0], c[1], c[2], c[3]
+	lim := max(cutoff, 1) - 1
+	i := 0
+	for ; i < len(s); i++ {
+		sec := s[i].sec
+		if sec-1 < lim {
+			break
+		}
+		s := uint64(sec)
+		c0 += b2i(s >= t0)
+		c1 += b2i(s >= t1)
+		c2 += b2i(s >= t2)
+		c3 += b2i(s >= t3)
+	}
+	c[0], c[1], c[2], c[3] = c0, c1, c2, c3
+	return i
+}
+
+func countRest(s []slot, since []uint32, counts []int) {
+	for i := range s {
+		if e := &s[i]; !e.empty() {
+			for k, th := range since {
+				if e.sec >= th {
+					counts[k]++
+				}
+			}
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (t *Table) maybeShrink() {
@@ -300,25 +359,6 @@ func (t *Table) maybeShrink() {
 			t.resize(c)
 		}
 	}
-}
-
-// Count adds to counts[i] the number of entries whose age at now is at most
-// windows[i] seconds (a negative window counts nothing; an entry newer than now
-// has age 0). Entries older than cutoff are deleted on the way, and the table
-// shrinks if that left it mostly empty.
-func (t *Table) Count(now, cutoff uint32, windows []int64, counts []int) {
-	t.walk(cutoff, func(e *slot) {
-		age := int64(now) - int64(e.sec)
-		if age < 0 {
-			age = 0 // a clock that stepped back: never a negative age
-		}
-		for k, w := range windows {
-			if age <= w {
-				counts[k]++
-			}
-		}
-	})
-	t.maybeShrink()
 }
 
 // Range calls fn for every entry seen at or after since, in slot order, until fn

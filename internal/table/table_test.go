@@ -68,22 +68,23 @@ func TestAgainstMap(t *testing.T) {
 				tb.Prune(cutoff)
 				deleteOld()
 			default:
-				ws := []int64{-1, 0, 10, 50, 100, 1000}
-				got := make([]int, len(ws))
-				tb.Count(now, cutoff, ws, got)
+				// Windows of 0, 10, 50, 100 and 1000 seconds (past now: 1000 is
+				// "everything"), six of them so the slow path past four runs too.
+				since := []uint32{now, now - 10, now - 50, now - 100, 1, now - 3}
+				got := make([]int, len(since))
+				tb.Count(cutoff, since, got)
 				deleteOld()
-				want := make([]int, len(ws))
+				want := make([]int, len(since))
 				for _, s := range ref {
-					age := max(int64(now)-int64(s), 0)
-					for i, w := range ws {
-						if age <= w {
+					for i, th := range since {
+						if s >= th {
 							want[i]++
 						}
 					}
 				}
-				for i := range ws {
+				for i := range since {
 					if got[i] != want[i] {
-						t.Fatalf("round %d: window %d: got %d, want %d", round, ws[i], got[i], want[i])
+						t.Fatalf("round %d: since %d: got %d, want %d", round, since[i], got[i], want[i])
 					}
 				}
 				if tb.Len() != len(ref) {
@@ -138,7 +139,7 @@ func TestWalkWraps(t *testing.T) {
 			}
 		}
 		got := []int{0}
-		tb.Count(100, 50, []int64{1000}, got)
+		tb.Count(50, []uint32{1}, got)
 		if got[0] != live || tb.Len() != live {
 			t.Fatalf("trial %d: counted %d, len %d, want %d", trial, got[0], tb.Len(), live)
 		}

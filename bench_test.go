@@ -1,0 +1,165 @@
+package activeusers
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Benchmarks users run with go test -bench. Sub-benchmarks vary the shard count
+// and compare the Tracker with the single-mutex design it replaces (the model
+// from tracker_test.go), so that
+//
+//	go test -run='^$' -bench=. -count=10 | benchstat -col /impl -
+//
+// puts them side by side. The cross-library comparison (sync.Map, xsync, the
+// floor) lives in the benchmarks/ module, which may import them.
+
+var benchShards = []int{1, 4, 16, 64, 256}
+
+var (
+	uidOnce sync.Once
+	uidPool []string
+)
+
+// uids returns a shared pool of distinct uids, built once: their strings stay
+// alive for the whole run, so no benchmark pays for making them.
+func uids(n int) []string {
+	uidOnce.Do(func() {
+		uidPool = make([]string, 1<<21)
+		for i := range uidPool {
+			uidPool[i] = "account-" + strconv.Itoa(i*7919)
+		}
+	})
+	if n > len(uidPool) {
+		panic("uid pool too small")
+	}
+	return uidPool[:n]
+}
+
+// seenTracker is what the Seen benchmarks drive.
+type seenTracker interface{ Seen(string) }
+
+// modelTracker is the reference model behind a mutex: the design replaced.
+type modelTracker struct {
+	mu sync.Mutex
+	m  *model
+}
+
+func (t *modelTracker) Seen(uid string) {
+	now := time.Now()
+	t.mu.Lock()
+	t.m.seenAt(uid, now)
+	t.mu.Unlock()
+}
+
+func (t *modelTracker) Counts(ws ...time.Duration) []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m.countsAt(time.Now(), ws...)
+}
+
+type impl struct {
+	name string
+	make func() seenTracker
+}
+
+func impls() []impl {
+	is := []impl{{"impl=model", func() seenTracker { return &modelTracker{m: newModel(DefaultRetention)} }}}
+	for _, n := range benchShards {
+		is = append(is, impl{fmt.Sprintf("impl=tracker/shards=%d", n), func() seenTracker { return New(WithShards(n)) }})
+	}
+	return is
+}
+
+func closeIt(t any) {
+	if c, ok := t.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
+
+// BenchmarkSeen measures Seen from 16 goroutines per core: of returning users
+// picked at random from a million already tracked, and of new users.
+func BenchmarkSeen(b *testing.B) {
+	const users = 1 << 20
+	pool := uids(users)
+	b.Run("returning", func(b *testing.B) {
+		for _, im := range impls() {
+			b.Run(im.name, func(b *testing.B) {
+				tr := im.make()
+				defer closeIt(tr)
+				for _, u := range pool {
+					tr.Seen(u)
+				}
+				var seed atomic.Uint64
+				b.ReportAllocs()
+				b.SetParallelism(16)
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					x := seed.Add(0x9E3779B97F4A7C15) // per-goroutine xorshift state
+					for pb.Next() {
+						x ^= x << 13
+						x ^= x >> 7
+						x ^= x << 17
+						tr.Seen(pool[x&(users-1)])
+					}
+				})
+			})
+		}
+	})
+	b.Run("new", func(b *testing.B) {
+		all := uids(1 << 21)
+		for _, im := range impls() {
+			b.Run(im.name, func(b *testing.B) {
+				// Every op sees a uid its tracker has not seen: op i goes to
+				// tracker i/len(all), each fresh.
+				trs := make([]seenTracker, b.N/len(all)+1)
+				for i := range trs {
+					trs[i] = im.make()
+				}
+				defer func() {
+					for _, tr := range trs {
+						closeIt(tr)
+					}
+				}()
+				var next atomic.Int64
+				b.ReportAllocs()
+				b.SetParallelism(16)
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						i := int(next.Add(1) - 1)
+						trs[i/len(all)].Seen(all[i%len(all)])
+					}
+				})
+			})
+		}
+	})
+}
+
+// BenchmarkCounts measures one Counts call of three windows over n users.
+func BenchmarkCounts(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		pool := uids(n)
+		for _, im := range []impl{impls()[0], impls()[4]} {
+			b.Run(fmt.Sprintf("users=%d/%s", n, im.name), func(b *testing.B) {
+				tr := im.make()
+				defer closeIt(tr)
+				for _, u := range pool {
+					tr.Seen(u)
+				}
+				c := tr.(interface{ Counts(...time.Duration) []int })
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					c.Counts(time.Hour, 24*time.Hour, 7*24*time.Hour)
+				}
+				runtime.KeepAlive(tr)
+			})
+		}
+	}
+}
