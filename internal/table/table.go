@@ -314,9 +314,14 @@ func (t *Table) countRange(from, to int, cutoff uint32, th *[4]uint64, c *[4]int
 // random, and a branch on emptiness mispredicts often enough to more than
 // double the time of the pass. Empty slots have time 0, which no threshold
 // reaches and which sec-1 turns into the largest uint32, never below cutoff-1.
+// Each threshold costs three instructions a slot: (sec - th) >> 63 is -1 if
+// sec < th and 0 otherwise, so the count is the slots passed plus the sum.
 func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
-	t0, t1, t2, t3 := th[0], th[1], th[2], th[3]
-	c0, c1, c2, c3 := c[0], c[1], c[2], c[3]
+	if th[2] == 1<<32 {
+		return countRun2(s, cutoff, th, c)
+	}
+	t0, t1, t2, t3 := int64(th[0]), int64(th[1]), int64(th[2]), int64(th[3])
+	var a0, a1, a2, a3 int64
 	lim := max(cutoff, 1) - 1
 	i := 0
 	for ; i < len(s); i++ {
@@ -324,13 +329,37 @@ func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 		if sec-1 < lim {
 			break
 		}
-		s := uint64(sec)
-		c0 += b2i(s >= t0)
-		c1 += b2i(s >= t1)
-		c2 += b2i(s >= t2)
-		c3 += b2i(s >= t3)
+		v := int64(sec)
+		a0 += (v - t0) >> 63
+		a1 += (v - t1) >> 63
+		a2 += (v - t2) >> 63
+		a3 += (v - t3) >> 63
 	}
-	c[0], c[1], c[2], c[3] = c0, c1, c2, c3
+	c[0] += i + int(a0)
+	c[1] += i + int(a1)
+	c[2] += i + int(a2)
+	c[3] += i + int(a3)
+	return i
+}
+
+// countRun2 is countRun for one or two thresholds, the common scrape (24h and
+// 7d by default): two fewer accumulators take a fifth off the pass.
+func countRun2(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
+	t0, t1 := int64(th[0]), int64(th[1])
+	var a0, a1 int64
+	lim := max(cutoff, 1) - 1
+	i := 0
+	for ; i < len(s); i++ {
+		sec := s[i].sec
+		if sec-1 < lim {
+			break
+		}
+		v := int64(sec)
+		a0 += (v - t0) >> 63
+		a1 += (v - t1) >> 63
+	}
+	c[0] += i + int(a0)
+	c[1] += i + int(a1)
 	return i
 }
 

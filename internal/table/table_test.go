@@ -70,7 +70,8 @@ func TestAgainstMap(t *testing.T) {
 			default:
 				// Windows of 0, 10, 50, 100 and 1000 seconds (past now: 1000 is
 				// "everything"), six of them so the slow path past four runs too.
-				since := []uint32{now, now - 10, now - 50, now - 100, 1, now - 3}
+				// A random number of them, to take each specialised path.
+				since := []uint32{now, now - 10, now - 50, now - 100, 1, now - 3}[:1+r.IntN(6)]
 				got := make([]int, len(since))
 				tb.Count(cutoff, since, got)
 				deleteOld()

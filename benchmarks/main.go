@@ -1,0 +1,367 @@
+// Command benchmarks runs activeusers and the trackers a Go engineer would
+// otherwise write side by side, on the same work in one process, and prints
+// one table of medians with each figure's ratio to the single-mutex baseline
+// and to the xsync tracker.
+//
+//	go run ./benchmarks            # full run: minutes
+//	go run ./benchmarks -quick     # under a minute, as CI runs it
+//
+// Contenders are measured in turn within each run, and runs repeat, so that
+// drift in a shared machine's speed falls on all of them alike.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+)
+
+type options struct {
+	quick       bool
+	runs        int
+	benchtime   time.Duration
+	sizes       []int
+	latUsers    int
+	latDur      time.Duration
+	procs       []int
+	contenders  map[string]bool
+	bestShards  int
+	jsonOut     bool
+	benchOut    string
+	seenUsers   int
+	scrapeEvery time.Duration
+	perMilli    int
+}
+
+func parseFlags(args []string) (options, error) {
+	fs := flag.NewFlagSet("benchmarks", flag.ContinueOnError)
+	var o options
+	var sizes, procs, names string
+	fs.BoolVar(&o.quick, "quick", false, "small sizes and short runs: finishes in under a minute")
+	fs.IntVar(&o.runs, "runs", 0, "runs of every measurement; the table shows medians (default 5, quick 3)")
+	fs.DurationVar(&o.benchtime, "benchtime", 0, "time per Seen and Counts benchmark (default 1s, quick 100ms)")
+	fs.StringVar(&sizes, "users", "", "comma-separated user counts for Counts and heap rows (default 100000,1000000,10000000; quick 100000)")
+	fs.IntVar(&o.latUsers, "latency-users", 0, "users held during the latency run (default 1000000, quick 200000)")
+	fs.DurationVar(&o.latDur, "latency-time", 0, "length of each latency run (default 3s, quick 500ms)")
+	fs.StringVar(&procs, "procs", "", "comma-separated GOMAXPROCS values for the Seen rows (default: the current one)")
+	fs.StringVar(&names, "contenders", "", "comma-separated contenders to run (default all: activeusers,mutexmap,syncmap,xsync,floor)")
+	fs.IntVar(&o.bestShards, "shards", 0, "also run activeusers with this shard count")
+	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of the table")
+	fs.StringVar(&o.benchOut, "bench-out", "", "also write every run's Seen and Counts figures to this file in Go benchmark format, for benchstat")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	o.seenUsers, o.scrapeEvery, o.perMilli = 1<<20, 100*time.Millisecond, 50
+	def := func(v *int, full, quick int) {
+		if *v == 0 {
+			*v = full
+			if o.quick {
+				*v = quick
+			}
+		}
+	}
+	def(&o.runs, 5, 3)
+	def(&o.latUsers, 1_000_000, 200_000)
+	if o.benchtime == 0 {
+		o.benchtime = map[bool]time.Duration{false: time.Second, true: 100 * time.Millisecond}[o.quick]
+	}
+	if o.latDur == 0 {
+		o.latDur = map[bool]time.Duration{false: 3 * time.Second, true: 500 * time.Millisecond}[o.quick]
+	}
+	if o.quick {
+		o.seenUsers = 1 << 17
+	}
+	var err error
+	if sizes == "" {
+		sizes = map[bool]string{false: "100000,1000000,10000000", true: "100000"}[o.quick]
+	}
+	if o.sizes, err = intList(sizes); err != nil {
+		return o, fmt.Errorf("-users: %w", err)
+	}
+	if procs == "" {
+		procs = strconv.Itoa(runtime.GOMAXPROCS(0))
+	}
+	if o.procs, err = intList(procs); err != nil {
+		return o, fmt.Errorf("-procs: %w", err)
+	}
+	if names != "" {
+		o.contenders = map[string]bool{}
+		for _, n := range strings.Split(names, ",") {
+			o.contenders[strings.TrimSpace(n)] = true
+		}
+	}
+	if o.runs < 1 || o.latUsers < 1 || o.bestShards < 0 {
+		return o, fmt.Errorf("-runs, -latency-users and -shards must be positive")
+	}
+	return o, nil
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive whole number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Result is one row of the table: a metric for one contender over all runs.
+type Result struct {
+	Metric    string    `json:"metric"`
+	Unit      string    `json:"unit"`
+	Contender string    `json:"contender"`
+	Runs      []float64 `json:"runs"`
+	Median    float64   `json:"median"`
+	// Ratios of the baseline's and xsync's medians to this one: above 1 means
+	// this contender is that many times faster or smaller.
+	VsMutexmap float64 `json:"vs_mutexmap,omitempty"`
+	VsXsync    float64 `json:"vs_xsync,omitempty"`
+}
+
+type collector struct {
+	metrics    []string // in first-seen order
+	contenders []string // in first-seen order
+	results    map[string]*Result
+	bench      io.Writer
+}
+
+func (c *collector) add(metric, unit, contender string, v float64) {
+	key := metric + "\x00" + contender
+	r, ok := c.results[key]
+	if !ok {
+		r = &Result{Metric: metric, Unit: unit, Contender: contender}
+		c.results[key] = r
+		if !slices.Contains(c.metrics, metric) {
+			c.metrics = append(c.metrics, metric)
+		}
+		if !slices.Contains(c.contenders, contender) {
+			c.contenders = append(c.contenders, contender)
+		}
+	}
+	r.Runs = append(r.Runs, v)
+}
+
+// keys lists the results by metric, then contender.
+func (c *collector) keys() []string {
+	var ks []string
+	for _, m := range c.metrics {
+		for _, n := range c.contenders {
+			if _, ok := c.results[m+"\x00"+n]; ok {
+				ks = append(ks, m+"\x00"+n)
+			}
+		}
+	}
+	return ks
+}
+
+func (c *collector) benchLine(name string, r testing.BenchmarkResult) {
+	if c.bench != nil {
+		fmt.Fprintf(c.bench, "Benchmark%s-%d\t%d\t%.2f ns/op\t%d B/op\t%d allocs/op\n",
+			name, runtime.GOMAXPROCS(0), r.N, float64(r.T.Nanoseconds())/float64(r.N), r.AllocedBytesPerOp(), r.AllocsPerOp())
+	}
+}
+
+func (c *collector) finish() []Result {
+	med := map[string]float64{}
+	keys := c.keys()
+	out := make([]Result, 0, len(keys))
+	for _, k := range keys {
+		r := c.results[k]
+		r.Median = median(r.Runs)
+		med[k] = r.Median
+	}
+	for _, k := range keys {
+		r := c.results[k]
+		if b, ok := med[r.Metric+"\x00mutexmap"]; ok && r.Median > 0 {
+			r.VsMutexmap = b / r.Median
+		}
+		if x, ok := med[r.Metric+"\x00xsync"]; ok && r.Median > 0 {
+			r.VsXsync = x / r.Median
+		}
+		out = append(out, *r)
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchmarks:", err)
+		os.Exit(2)
+	}
+	testing.Init()
+	if err := run(o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchmarks:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options, w io.Writer) error {
+	flag.Set("test.benchtime", o.benchtime.String())
+	var cs []Contender
+	for _, c := range contenders(max(o.bestShards, 1)) {
+		if o.bestShards == 0 && strings.Contains(c.Name, "shards=") {
+			continue
+		}
+		if o.contenders == nil || o.contenders[c.Name] || o.contenders[strings.Split(c.Name, "/")[0]] {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) == 0 {
+		return fmt.Errorf("no contender matches -contenders")
+	}
+	col := &collector{results: map[string]*Result{}}
+	if o.benchOut != "" {
+		f, err := os.Create(o.benchOut)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "goos: %s\ngoarch: %s\npkg: github.com/activeusers/activeusers/benchmarks\ncpu: %s\n", runtime.GOOS, runtime.GOARCH, cpuName())
+		col.bench = f
+	}
+	start := time.Now()
+	defaultProcs := runtime.GOMAXPROCS(0)
+	for run := 1; run <= o.runs; run++ {
+		for _, procs := range o.procs {
+			runtime.GOMAXPROCS(procs)
+			for _, c := range cs {
+				progress("run %d/%d  GOMAXPROCS=%d  %-22s Seen", run, o.runs, procs, c.Name)
+				r := testing.Benchmark(func(b *testing.B) { SeenReturning(b, c, o.seenUsers) })
+				col.add(fmt.Sprintf("Seen, returning users (GOMAXPROCS=%d)", procs), "ns/op", c.Name, nsPerOp(r))
+				col.benchLine(fmt.Sprintf("Seen/returning/procs=%d/impl=%s", procs, c.Name), r)
+				col.add(fmt.Sprintf("Seen allocs/op (GOMAXPROCS=%d)", procs), "allocs/op", c.Name, float64(r.AllocsPerOp()))
+				r = testing.Benchmark(func(b *testing.B) { SeenNew(b, c) })
+				col.add(fmt.Sprintf("Seen, new users (GOMAXPROCS=%d)", procs), "ns/op", c.Name, nsPerOp(r))
+				col.benchLine(fmt.Sprintf("Seen/new/procs=%d/impl=%s", procs, c.Name), r)
+			}
+		}
+		runtime.GOMAXPROCS(defaultProcs)
+		for _, n := range o.sizes {
+			for _, c := range cs {
+				if c.Name == "floor" {
+					continue
+				}
+				progress("run %d/%d  %-22s Counts and heap at %d users", run, o.runs, c.Name, n)
+				r := testing.Benchmark(func(b *testing.B) { CountsOver(b, c, n) })
+				col.add(fmt.Sprintf("Counts, %s users", human(n)), "ms", c.Name, nsPerOp(r)/1e6)
+				col.benchLine(fmt.Sprintf("Counts/users=%d/impl=%s", n, c.Name), r)
+				h := MeasureHeap(c, n)
+				col.add(fmt.Sprintf("heap per user, %s users", human(n)), "bytes", c.Name, h.BytesPerUser)
+				col.add(fmt.Sprintf("GC-scanned heap per user, %s users", human(n)), "bytes", c.Name, h.ScanBytesPerUser)
+				col.add(fmt.Sprintf("full GC, %s users", human(n)), "ms", c.Name, float64(h.FullGC)/1e6)
+			}
+		}
+		for _, c := range cs {
+			if c.Name == "floor" {
+				continue
+			}
+			progress("run %d/%d  %-22s Seen latency during scrapes of %d users", run, o.runs, c.Name, o.latUsers)
+			l := MeasureLatency(c, o.latUsers, o.perMilli, o.scrapeEvery, o.latDur)
+			m := fmt.Sprintf("Seen during scrapes of %s users", human(o.latUsers))
+			col.add(m+", p99", "µs", c.Name, float64(l.P99)/1e3)
+			col.add(m+", p99.9", "µs", c.Name, float64(l.P999)/1e3)
+		}
+	}
+	results := col.finish()
+	progress("done in %v", time.Since(start).Round(time.Second))
+	if o.jsonOut {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"machine": machine(), "results": results})
+	}
+	printTable(w, o, results)
+	return nil
+}
+
+func nsPerOp(r testing.BenchmarkResult) float64 { return float64(r.T.Nanoseconds()) / float64(r.N) }
+
+func human(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return strconv.Itoa(n/1_000_000) + "M"
+	case n >= 1000 && n%1000 == 0:
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+func machine() string {
+	return fmt.Sprintf("%s, %d cores (GOMAXPROCS=%d), %s %s/%s", cpuName(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func cpuName() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return "unknown CPU"
+}
+
+func printTable(w io.Writer, o options, results []Result) {
+	fmt.Fprintf(w, "%s; median of %d runs; %s\n\n", machine(), o.runs, time.Now().Format("2006-01-02"))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\tcontender\tmedian\tunit\tvs mutexmap\tvs xsync\t")
+	last := ""
+	for _, r := range results {
+		metric := r.Metric
+		if metric == last {
+			metric = ""
+		} else if last != "" {
+			fmt.Fprintln(tw, "\t\t\t\t\t\t")
+			tw.Flush()
+		}
+		last = r.Metric
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", metric, r.Contender, num(r.Median), r.Unit, ratio(r.VsMutexmap), ratio(r.VsXsync))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nratios: the other's median over this one's; above 1× this contender is faster or smaller.")
+}
+
+func num(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+func ratio(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return num(v) + "×"
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Workloads shared by the program and by go test -bench (bench_test.go).
+
+// Windows every Counts in these workloads asks for.
+var windows = []time.Duration{5 * time.Minute, 24 * time.Hour, 7 * 24 * time.Hour}
+
+// uid is the id of account i: short, like a real account id.
+func uid(i int) string { return "acct-" + strconv.Itoa(i) }
+
+var (
+	poolMu sync.Mutex
+	pool   []string
+)
+
+// uidPool returns n distinct uids that stay alive for the whole run, so that
+// no measurement pays for making them and every contender gets the same ones.
+func uidPool(n int) []string {
+	poolMu.Lock()
+	defer poolMu.Unlock()
+	for len(pool) < n {
+		pool = append(pool, uid(len(pool)))
+	}
+	return pool[:n]
+}
+
+// fill makes a contender hold n uids.
+func fill(tr Tracker, uids []string) {
+	for _, u := range uids {
+		tr.Seen(u)
+	}
+}
+
+// SeenReturning runs Seen of returning users, picked at random from users
+// already tracked, from 16 goroutines per GOMAXPROCS.
+func SeenReturning(b *testing.B, c Contender, users int) {
+	uids := uidPool(users)
+	tr := c.New()
+	defer tr.Close()
+	fill(tr, uids)
+	var seed atomic.Uint64
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(seed.Add(1), 7))
+		for pb.Next() {
+			tr.Seen(uids[r.IntN(len(uids))])
+		}
+	})
+}
+
+// newUsersPer is how many new uids one tracker takes in SeenNew before the
+// next op goes to a fresh one, so that every op inserts.
+const newUsersPer = 1 << 21
+
+// SeenNew runs Seen of users the tracker has never seen (insert-heavy), from 16
+// goroutines per GOMAXPROCS.
+func SeenNew(b *testing.B, c Contender) {
+	uids := uidPool(newUsersPer)
+	trs := make([]Tracker, b.N/newUsersPer+1)
+	for i := range trs {
+		trs[i] = c.New()
+	}
+	defer func() {
+		for _, tr := range trs {
+			tr.Close()
+		}
+	}()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1) - 1)
+			trs[i/newUsersPer].Seen(uids[i%newUsersPer])
+		}
+	})
+}
+
+// CountsOver runs Counts of three windows over a tracker holding users uids.
+func CountsOver(b *testing.B, c Contender, users int) {
+	tr := c.New()
+	defer tr.Close()
+	fill(tr, uidPool(users))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if got := tr.Counts(windows...); got != nil && got[0] != users {
+			b.Fatalf("%s counted %d of %d", c.Name, got[0], users)
+		}
+	}
+}
+
+// Heap is what a contender costs the heap and the GC once it holds n users.
+type Heap struct {
+	BytesPerUser     float64       // live heap, after the callers' uid strings are gone
+	ScanBytesPerUser float64       // heap the GC must scan each cycle (/gc/scan/heap:bytes)
+	FullGC           time.Duration // one runtime.GC with the tracker live
+}
+
+func heapNow() (live, scan uint64) {
+	runtime.GC()
+	runtime.GC() // the second cycle frees what the first one's finalisers released
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
+	metrics.Read(s)
+	return ms.HeapAlloc, s[0].Value.Uint64()
+}
+
+// MeasureHeap builds a contender with n users whose uid strings are made for
+// the call and dropped, as a gateway's request strings are, and measures what
+// it keeps.
+func MeasureHeap(c Contender, n int) Heap {
+	live0, scan0 := heapNow()
+	tr := c.New()
+	for i := range n {
+		tr.Seen(uid(i))
+	}
+	live1, scan1 := heapNow()
+	start := time.Now()
+	runtime.GC()
+	gc := time.Since(start)
+	runtime.KeepAlive(tr)
+	tr.Close()
+	return Heap{
+		BytesPerUser:     (float64(live1) - float64(live0)) / float64(n),
+		ScanBytesPerUser: (float64(scan1) - float64(scan0)) / float64(n),
+		FullGC:           gc,
+	}
+}
+
+// Latency is the distribution of single Seen call times under a scrape.
+type Latency struct {
+	P50, P99, P999, Max time.Duration
+	Calls              int
+}
+
+// MeasureLatency holds users in a contender, runs Counts every scrapeEvery,
+// and meanwhile starts rate requests per millisecond on a fixed schedule, each
+// in its own goroutine timing its own Seen of a returning user. A request held
+// up by a scrape counts as slow, however many are held up together.
+func MeasureLatency(c Contender, users, perMilli int, scrapeEvery, d time.Duration) Latency {
+	uids := uidPool(users)
+	tr := c.New()
+	defer tr.Close()
+	fill(tr, uids)
+	runtime.GC()
+
+	stop := make(chan struct{})
+	var scraper sync.WaitGroup
+	scraper.Go(func() {
+		t := time.NewTicker(scrapeEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				tr.Counts(windows...)
+			}
+		}
+	})
+
+	total := int(d/time.Millisecond) * perMilli
+	samples := make([]time.Duration, total)
+	var reqs sync.WaitGroup
+	start := time.Now()
+	r := rand.New(rand.NewPCG(1, 2))
+	for sent := 0; sent < total; {
+		// Start every request that is due by now, then wait a little.
+		due := min(int(time.Since(start).Microseconds())*perMilli/1000, total)
+		for ; sent < due; sent++ {
+			u, i := uids[r.IntN(len(uids))], sent
+			reqs.Go(func() {
+				t0 := time.Now()
+				tr.Seen(u)
+				samples[i] = time.Since(t0)
+			})
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	reqs.Wait()
+	close(stop)
+	scraper.Wait()
+	slices.Sort(samples)
+	q := func(p float64) time.Duration { return samples[min(int(p*float64(len(samples))), len(samples)-1)] }
+	return Latency{P50: q(0.5), P99: q(0.99), P999: q(0.999), Max: samples[len(samples)-1], Calls: total}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
