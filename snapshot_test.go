@@ -1,0 +1,258 @@
+package activeusers
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// snapshotOf fills a tracker on a fake clock and returns it with its snapshot.
+func snapshotOf(t *testing.T, now *time.Time, n int) (*Tracker, []byte) {
+	t.Helper()
+	tr := New(fixed(now), WithRetention(48*time.Hour), WithShards(4))
+	for i := range n {
+		tr.SeenAt("user"+strconv.Itoa(i), now.Add(-time.Duration(i)*time.Minute))
+	}
+	var buf bytes.Buffer
+	n64, err := tr.WriteTo(&buf)
+	require.NoError(t, err)
+	require.Equal(t, int64(buf.Len()), n64)
+	return tr, buf.Bytes()
+}
+
+var snapWindows = []time.Duration{0, time.Minute, time.Hour, 24 * time.Hour, 48 * time.Hour}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	now := t0
+	src, b := snapshotOf(t, &now, 5000) // ages 0 to ~3.5 days: some past retention
+	dst := New(fixed(&now), WithRetention(48*time.Hour))
+	n, err := dst.ReadFrom(bytes.NewReader(b))
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(b)), n)
+	want := src.Counts(snapWindows...)
+	assert.Equal(t, want, dst.Counts(snapWindows...))
+	assert.Equal(t, 48*60+1, want[4], "ages 0..48h inclusive, whole minutes")
+
+	// Loading again changes nothing: the later time wins, and it is the same.
+	_, err = dst.ReadFrom(bytes.NewReader(b))
+	require.NoError(t, err)
+	assert.Equal(t, want, dst.Counts(snapWindows...))
+	assert.Equal(t, src.Len(), dst.Len())
+}
+
+func TestSnapshotMergeIsUnion(t *testing.T) {
+	now := t0
+	a := New(fixed(&now))
+	b := New(fixed(&now))
+	both := New(fixed(&now))
+	m := newModel(DefaultRetention)
+	for i := range 3000 {
+		at := now.Add(-time.Duration(i%500) * time.Minute)
+		uid := "u" + strconv.Itoa(i%1200)
+		if i%2 == 0 {
+			a.SeenAt(uid, at)
+		} else {
+			b.SeenAt(uid, at)
+		}
+		m.seenAt(uid, at)
+	}
+	for _, tr := range []*Tracker{a, b} {
+		var buf bytes.Buffer
+		_, err := tr.WriteTo(&buf)
+		require.NoError(t, err)
+		_, err = both.ReadFrom(&buf)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, m.countsAt(now, snapWindows...), both.Counts(snapWindows...))
+}
+
+func TestSnapshotClampsAndSkips(t *testing.T) {
+	now := t0
+	src := New(fixed(&now), WithRetention(time.Hour))
+	src.Seen("a")
+	src.SeenAt("future", now.Add(time.Hour))
+	var buf bytes.Buffer
+	_, err := src.WriteTo(&buf)
+	require.NoError(t, err)
+
+	// Loaded two hours later by a tracker with the same retention: "a" is past
+	// it and skipped; "future" was clamped to the snapshot's time when written.
+	later := now.Add(2 * time.Hour)
+	dst := New(fixed(&later), WithRetention(time.Hour))
+	_, err = dst.ReadFrom(bytes.NewReader(buf.Bytes()))
+	require.NoError(t, err)
+	assert.Equal(t, 0, dst.Len())
+
+	// Loaded by a tracker whose clock is behind the snapshot's: times from
+	// its future are clamped to its now.
+	earlier := now.Add(-10 * time.Minute)
+	dst = New(fixed(&earlier), WithRetention(time.Hour))
+	_, err = dst.ReadFrom(bytes.NewReader(buf.Bytes()))
+	require.NoError(t, err)
+	assert.Equal(t, []int{2}, dst.Counts(0))
+	earlier = earlier.Add(time.Minute)
+	assert.Equal(t, []int{0, 2}, dst.Counts(59*time.Second, time.Minute), "both stored at the loader's now, not later")
+}
+
+func TestSnapshotSize(t *testing.T) {
+	now := t0
+	_, b := snapshotOf(t, &now, 100_000)
+	per := float64(len(b)) / 100_000
+	t.Logf("%.2f bytes per user", per)
+	assert.LessOrEqual(t, per, 10.0)
+}
+
+// TestSnapshotBadInput: every kind of broken input is refused with an error that
+// says which, and the tracker is exactly as it was.
+func TestSnapshotBadInput(t *testing.T) {
+	now := t0
+	_, good := snapshotOf(t, &now, 300)
+	resum := func(b []byte) []byte {
+		binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], castagnoli))
+		return b
+	}
+	mod := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	cases := []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"empty", nil, "wrong magic"},
+		{"magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), "wrong magic"},
+		{"text", []byte("{\"users\": 3}"), "wrong magic"},
+		{"header cut", good[:20], "shorter than the header"},
+		{"version", mod(func(b []byte) []byte { b[8] = 9; return resum(b) }), "unsupported version 9"},
+		{"truncated", good[:len(good)-30], "checksum mismatch"},
+		{"bit flip", mod(func(b []byte) []byte { b[100] ^= 4; return b }), "checksum mismatch"},
+		{"hash", mod(func(b []byte) []byte { b[10] = 2; return resum(b) }), "unknown hash function 2"},
+		{"resolution", mod(func(b []byte) []byte { b[12] = 60; return resum(b) }), "resolution of 60 seconds"},
+		{"oversized", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 1<<40); return resum(b) }), "oversized"},
+		{"count too big for bytes", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 1<<20); return resum(b) }), "entries declared in"},
+		{"count too small", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 299); return resum(b) }), "bytes after the last entry"},
+		{"low bytes", mod(func(b []byte) []byte { b[32] = 9; return resum(b) }), "raw gap bytes"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tr := New(fixed(&now))
+			tr.Seen("keep")
+			before := tr.Counts(snapWindows...)
+			_, err := tr.ReadFrom(bytes.NewReader(c.in))
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, ErrBadSnapshot), "%v wraps ErrBadSnapshot", err)
+			assert.Contains(t, err.Error(), c.want)
+			assert.Equal(t, before, tr.Counts(snapWindows...), "the tracker is as it was")
+			assert.Equal(t, 1, tr.Len())
+		})
+	}
+}
+
+func TestSnapshotFiles(t *testing.T) {
+	now := t0
+	dir := t.TempDir()
+	path := filepath.Join(dir, "active.snap")
+
+	tr := New(fixed(&now))
+	require.NoError(t, tr.LoadFile(path), "a missing file is not an error")
+	for i := range 1000 {
+		tr.Seen("u" + strconv.Itoa(i))
+	}
+	require.NoError(t, tr.SaveFile(path))
+	tr.Seen("one more")
+	require.NoError(t, tr.SaveFile(path), "saving over the old snapshot")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary file left behind")
+
+	back := New(fixed(&now))
+	require.NoError(t, back.LoadFile(path))
+	assert.Equal(t, []int{1001}, back.Counts(time.Hour))
+
+	// A corrupt file: an error naming it, and nothing loaded.
+	require.NoError(t, os.WriteFile(path, []byte("AUSNAP\r\n garbage"), 0o644))
+	fresh := New(fixed(&now))
+	err = fresh.LoadFile(path)
+	require.ErrorIs(t, err, ErrBadSnapshot)
+	assert.Contains(t, err.Error(), path)
+	assert.Equal(t, 0, fresh.Len())
+
+	// A folder that does not exist: SaveFile fails and says so.
+	err = tr.SaveFile(filepath.Join(dir, "nope", "x.snap"))
+	require.Error(t, err)
+}
+
+func TestPersister(t *testing.T) {
+	now := t0
+	path := filepath.Join(t.TempDir(), "p.snap")
+	tr := New(fixed(&now))
+	p, err := Persist(tr, path, 10*time.Millisecond)
+	require.NoError(t, err)
+	tr.Seen("a")
+	require.Eventually(t, func() bool {
+		back := New(fixed(&now))
+		return back.LoadFile(path) == nil && back.Len() == 1
+	}, 5*time.Second, 5*time.Millisecond, "a periodic save happened")
+	tr.Seen("b")
+	require.NoError(t, p.Close(), "the final save")
+	require.NoError(t, p.Close())
+	require.NoError(t, p.Err())
+
+	restarted := New(fixed(&now))
+	p2, err := Persist(restarted, path, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{2}, restarted.Counts(time.Hour), "counts after the restart equal counts before it")
+	require.NoError(t, p2.Close())
+
+	_, err = Persist(restarted, path, 0)
+	assert.ErrorContains(t, err, "interval must be positive")
+	require.NoError(t, os.WriteFile(path, []byte("junk"), 0o644))
+	_, err = Persist(restarted, path, time.Hour)
+	assert.ErrorIs(t, err, ErrBadSnapshot, "a corrupt snapshot stops the start rather than being overwritten")
+}
+
+// FuzzDecodeSnapshot: hostile bytes never panic, never allocate more than the
+// input can hold, and a decoded snapshot re-encodes to the same entries.
+func FuzzDecodeSnapshot(f *testing.F) {
+	now := t0
+	for _, n := range []int{0, 1, 7, 300} {
+		tr := New(fixed(&now))
+		for i := range n {
+			tr.SeenAt("u"+strconv.Itoa(i), now.Add(-time.Duration(i)*time.Second))
+		}
+		var buf bytes.Buffer
+		tr.WriteTo(&buf)
+		f.Add(buf.Bytes())
+		if n == 300 {
+			b := buf.Bytes()
+			f.Add(b[:len(b)/2])
+			broken := bytes.Clone(b)
+			broken[60] ^= 0xff
+			f.Add(broken)
+		}
+	}
+	f.Add([]byte(snapMagic))
+	f.Add([]byte("not a snapshot"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		when, es, err := decodeSnapshot(b)
+		if err != nil {
+			require.ErrorIs(t, err, ErrBadSnapshot)
+			return
+		}
+		require.LessOrEqual(t, len(es), len(b)/2, "entries beyond what the bytes can hold")
+		for i := 1; i < len(es); i++ {
+			require.Less(t, es[i-1].hash, es[i].hash)
+		}
+		// What decodes re-encodes to the same entries.
+		_, again, err := decodeSnapshot(encodeSnapshot(when, DefaultRetention.Milliseconds()/1000, es))
+		require.NoError(t, err)
+		require.Equal(t, es, again)
+	})
+}
