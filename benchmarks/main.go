@@ -252,7 +252,9 @@ func run(o options, w io.Writer) error {
 			runtime.GOMAXPROCS(procs)
 			for _, c := range cs {
 				progress("run %d/%d  GOMAXPROCS=%d  %-22s Seen", run, o.runs, procs, c.Name)
-				r := testing.Benchmark(func(b *testing.B) { SeenReturning(b, c, o.seenUsers) })
+				tr := filled(c, o.seenUsers)
+				r := testing.Benchmark(func(b *testing.B) { SeenReturning(b, tr, o.seenUsers) })
+				tr.Close()
 				col.add(fmt.Sprintf("Seen, returning users (GOMAXPROCS=%d)", procs), "ns/op", c.Name, nsPerOp(r))
 				col.benchLine(fmt.Sprintf("Seen/returning/procs=%d/impl=%s", procs, c.Name), r)
 				col.add(fmt.Sprintf("Seen allocs/op (GOMAXPROCS=%d)", procs), "allocs/op", c.Name, float64(r.AllocsPerOp()))
@@ -267,10 +269,19 @@ func run(o options, w io.Writer) error {
 				if c.Name == "floor" {
 					continue
 				}
-				progress("run %d/%d  %-22s Counts and heap at %d users", run, o.runs, c.Name, n)
-				r := testing.Benchmark(func(b *testing.B) { CountsOver(b, c, n) })
+				progress("run %d/%d  %-22s Counts over %d users", run, o.runs, c.Name, n)
+				tr := filled(c, n)
+				r := testing.Benchmark(func(b *testing.B) { CountsOver(b, tr, n) })
+				tr.Close()
 				col.add(fmt.Sprintf("Counts, %s users", human(n)), "ms", c.Name, nsPerOp(r)/1e6)
 				col.benchLine(fmt.Sprintf("Counts/users=%d/impl=%s", n, c.Name), r)
+			}
+			dropPool() // the shared uids would be scanned by every GC below
+			for _, c := range cs {
+				if c.Name == "floor" {
+					continue
+				}
+				progress("run %d/%d  %-22s heap at %d users", run, o.runs, c.Name, n)
 				h := MeasureHeap(c, n)
 				col.add(fmt.Sprintf("heap per user, %s users", human(n)), "bytes", c.Name, h.BytesPerUser)
 				col.add(fmt.Sprintf("GC-scanned heap per user, %s users", human(n)), "bytes", c.Name, h.ScanBytesPerUser)
@@ -338,7 +349,6 @@ func printTable(w io.Writer, o options, results []Result) {
 			metric = ""
 		} else if last != "" {
 			fmt.Fprintln(tw, "\t\t\t\t\t\t")
-			tw.Flush()
 		}
 		last = r.Metric
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", metric, r.Contender, num(r.Median), r.Unit, ratio(r.VsMutexmap), ratio(r.VsXsync))

@@ -36,6 +36,14 @@ func uidPool(n int) []string {
 	return pool[:n]
 }
 
+// dropPool lets the shared uids go, so that measurements of the heap see only
+// what a contender keeps.
+func dropPool() {
+	poolMu.Lock()
+	pool = nil
+	poolMu.Unlock()
+}
+
 // fill makes a contender hold n uids.
 func fill(tr Tracker, uids []string) {
 	for _, u := range uids {
@@ -43,13 +51,17 @@ func fill(tr Tracker, uids []string) {
 	}
 }
 
-// SeenReturning runs Seen of returning users, picked at random from users
-// already tracked, from 16 goroutines per GOMAXPROCS.
-func SeenReturning(b *testing.B, c Contender, users int) {
-	uids := uidPool(users)
+// filled returns a new tracker of contender c holding users uids.
+func filled(c Contender, users int) Tracker {
 	tr := c.New()
-	defer tr.Close()
-	fill(tr, uids)
+	fill(tr, uidPool(users))
+	return tr
+}
+
+// SeenReturning runs Seen of returning users, picked at random from the users
+// tr already holds, from 16 goroutines per GOMAXPROCS.
+func SeenReturning(b *testing.B, tr Tracker, users int) {
+	uids := uidPool(users)
 	var seed atomic.Uint64
 	b.ReportAllocs()
 	b.SetParallelism(16)
@@ -91,16 +103,12 @@ func SeenNew(b *testing.B, c Contender) {
 	})
 }
 
-// CountsOver runs Counts of three windows over a tracker holding users uids.
-func CountsOver(b *testing.B, c Contender, users int) {
-	tr := c.New()
-	defer tr.Close()
-	fill(tr, uidPool(users))
+// CountsOver runs Counts of three windows over tr, which holds users uids.
+func CountsOver(b *testing.B, tr Tracker, users int) {
 	b.ReportAllocs()
-	b.ResetTimer()
 	for b.Loop() {
 		if got := tr.Counts(windows...); got != nil && got[0] != users {
-			b.Fatalf("%s counted %d of %d", c.Name, got[0], users)
+			b.Fatalf("counted %d of %d", got[0], users)
 		}
 	}
 }
@@ -147,7 +155,7 @@ func MeasureHeap(c Contender, n int) Heap {
 // Latency is the distribution of single Seen call times under a scrape.
 type Latency struct {
 	P50, P99, P999, Max time.Duration
-	Calls              int
+	Calls               int
 }
 
 // MeasureLatency holds users in a contender, runs Counts every scrapeEvery,
@@ -156,9 +164,8 @@ type Latency struct {
 // up by a scrape counts as slow, however many are held up together.
 func MeasureLatency(c Contender, users, perMilli int, scrapeEvery, d time.Duration) Latency {
 	uids := uidPool(users)
-	tr := c.New()
+	tr := filled(c, users)
 	defer tr.Close()
-	fill(tr, uids)
 	runtime.GC()
 
 	stop := make(chan struct{})

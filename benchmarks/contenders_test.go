@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Every contender that can count must count the same: a benchmark of a wrong
+// tracker proves nothing.
+func TestContendersCount(t *testing.T) {
+	for _, c := range contenders(4) {
+		t.Run(c.Name, func(t *testing.T) {
+			tr := c.New()
+			defer tr.Close()
+			for i := range 1000 {
+				tr.Seen(uid(i % 700))
+			}
+			got := tr.Counts(time.Minute, time.Hour)
+			if c.Name == "floor" {
+				assert.Nil(t, got)
+				return
+			}
+			assert.Equal(t, []int{700, 700}, got)
+		})
+	}
+}
+
+func TestMeasurements(t *testing.T) {
+	c := contenders(64)[0]
+	h := MeasureHeap(c, 50_000)
+	assert.Greater(t, h.BytesPerUser, 10.0, "a table of 12-byte slots")
+	assert.Less(t, h.BytesPerUser, 40.0)
+	l := MeasureLatency(c, 10_000, 5, 20*time.Millisecond, 100*time.Millisecond)
+	assert.Equal(t, 500, l.Calls)
+	assert.Positive(t, l.P50)
+	assert.LessOrEqual(t, l.P99, l.P999)
+}
+
+// TestProgram runs the program end to end at a tiny size, once as a table and
+// once as JSON with a benchstat file.
+func TestProgram(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs benchmarks")
+	}
+	args := []string{"-runs", "1", "-benchtime", "10ms", "-users", "20000", "-latency-users", "20000", "-latency-time", "100ms", "-contenders", "activeusers,mutexmap,xsync"}
+	o, err := parseFlags(args)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, run(o, &out))
+	for _, want := range []string{"Seen, returning users", "Counts, 20k users", "heap per user, 20k users", "p99.9", "vs mutexmap", "activeusers", "xsync"} {
+		assert.Contains(t, out.String(), want)
+	}
+
+	bench := t.TempDir() + "/out.bench"
+	o, err = parseFlags(append(args, "-json", "-bench-out", bench, "-contenders", "activeusers"))
+	require.NoError(t, err)
+	out.Reset()
+	require.NoError(t, run(o, &out))
+	var doc struct {
+		Machine string
+		Results []Result
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &doc))
+	assert.Contains(t, doc.Machine, "cores")
+	assert.NotEmpty(t, doc.Results)
+	for _, r := range doc.Results {
+		assert.Len(t, r.Runs, 1, r.Metric)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, bad := range [][]string{{"-users", "10,x"}, {"-users", "0"}, {"-procs", "-1"}, {"-runs", "-2"}} {
+		_, err := parseFlags(bad)
+		assert.Error(t, err, strings.Join(bad, " "))
+	}
+	o, err := parseFlags([]string{"-quick"})
+	require.NoError(t, err)
+	assert.Equal(t, []int{100_000}, o.sizes)
+	assert.Equal(t, 3, o.runs)
+}
