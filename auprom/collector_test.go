@@ -1,0 +1,94 @@
+package auprom
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/activeusers/activeusers"
+)
+
+var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func tracker(now *time.Time) *activeusers.Tracker {
+	return activeusers.New(activeusers.WithClock(func() time.Time { return *now }))
+}
+
+func TestCollector(t *testing.T) {
+	now := t0
+	tr := tracker(&now)
+	tr.SeenAt("a", now.Add(-2*time.Minute))
+	tr.SeenAt("b", now.Add(-2*time.Hour))
+	tr.SeenAt("c", now.Add(-3*24*time.Hour))
+	c, err := NewCollector(tr)
+	require.NoError(t, err)
+	want := `
+# HELP active_users Distinct accounts active within the window (last activity at most that long ago).
+# TYPE active_users gauge
+active_users{window="24h"} 2
+active_users{window="7d"} 3
+`
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want)))
+	lint, err := testutil.CollectAndLint(c)
+	require.NoError(t, err)
+	assert.Empty(t, lint, "follows Prometheus naming practice")
+
+	c, err = NewCollector(tr, WithNamespace("gw"), WithSubsystem("auth"), WithName("accounts_active"),
+		WithHelp("Accounts."), WithConstLabels(prometheus.Labels{"region": "eu"}),
+		WithWindows(5*time.Minute, time.Hour, 48*time.Hour))
+	require.NoError(t, err)
+	want = `
+# HELP gw_auth_accounts_active Accounts.
+# TYPE gw_auth_accounts_active gauge
+gw_auth_accounts_active{region="eu",window="5m"} 1
+gw_auth_accounts_active{region="eu",window="1h"} 1
+gw_auth_accounts_active{region="eu",window="2d"} 2
+`
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want)))
+}
+
+func TestCollectorBadConfig(t *testing.T) {
+	now := t0
+	tr := tracker(&now)
+	for _, c := range []struct {
+		t    *activeusers.Tracker
+		opts []Option
+		want string
+	}{
+		{nil, nil, "nil *activeusers.Tracker"},
+		{tr, []Option{WithWindows()}, "no windows"},
+		{tr, []Option{WithWindows(time.Hour, time.Hour)}, "given twice"},
+		{tr, []Option{WithWindows(0)}, "not positive"},
+		{tr, []Option{WithWindows(-time.Minute)}, "not positive"},
+		{tr, []Option{WithWindows(30 * 24 * time.Hour)}, "longer than the tracker's retention"},
+		{tr, []Option{WithName("active users")}, "not a valid metric name"},
+		{tr, []Option{WithConstLabels(prometheus.Labels{"window": "x"})}, "clashes"},
+		{tr, []Option{WithConstLabels(prometheus.Labels{"bad-label": "x"})}, "bad-label"},
+	} {
+		_, err := NewCollector(c.t, c.opts...)
+		assert.ErrorContains(t, err, c.want)
+	}
+	assert.Panics(t, func() { MustNewCollector(nil) })
+}
+
+// One scrape, one Counts call: a registry gathering twice sees the tracker as
+// it is at each gather.
+func TestCollectorFollowsTracker(t *testing.T) {
+	now := t0
+	tr := tracker(&now)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(MustNewCollector(tr))
+	assert.Equal(t, 2, testutil.CollectAndCount(reg, "active_users"))
+	tr.Seen("x")
+	n, err := testutil.GatherAndCount(reg)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	got, err := reg.Gather()
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, got[0].GetMetric()[0].GetGauge().GetValue())
+}
