@@ -1,0 +1,83 @@
+// Package auotel exports an activeusers.Tracker's counts as an OpenTelemetry
+// observable gauge.
+//
+//	reg, err := auotel.Register(otel.Meter("gateway"), tracker)
+//	defer reg.Unregister()
+//
+// reports, at every collection, one value per window from a single Counts
+// call: the gauge "active_users", unit "{user}", attribute window="24h", "7d"….
+package auotel
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/activeusers/activeusers"
+)
+
+// DefaultWindows are the windows reported unless WithWindows says otherwise.
+var DefaultWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour}
+
+// An Option configures Register.
+type Option func(*config)
+
+type config struct {
+	name, description string
+	windows           []time.Duration
+}
+
+// WithWindows sets the windows reported, each with the attribute window="5m",
+// "24h", "7d"…. Default: DefaultWindows (24h and 7d).
+func WithWindows(ws ...time.Duration) Option { return func(c *config) { c.windows = ws } }
+
+// WithName sets the instrument name. Default: "active_users".
+func WithName(name string) Option { return func(c *config) { c.name = name } }
+
+// WithDescription sets the instrument description. Default: "Distinct accounts
+// active within the window (last activity at most that long ago)."
+func WithDescription(d string) Option { return func(c *config) { c.description = d } }
+
+// Register creates an Int64ObservableGauge on meter whose callback makes one
+// Counts call per collection and observes one value per window. It returns an
+// error for a nil meter or tracker and for windows that are duplicated, not
+// positive, not whole seconds or longer than t's retention. Unregister the
+// returned Registration to stop reporting.
+func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metric.Registration, error) {
+	c := config{name: "active_users", description: "Distinct accounts active within the window (last activity at most that long ago).", windows: DefaultWindows}
+	for _, o := range opts {
+		o(&c)
+	}
+	if meter == nil {
+		return nil, fmt.Errorf("auotel: nil metric.Meter")
+	}
+	if t == nil {
+		return nil, fmt.Errorf("auotel: nil *activeusers.Tracker")
+	}
+	if err := t.CheckWindows(c.windows...); err != nil {
+		return nil, fmt.Errorf("auotel: %w", err)
+	}
+	windows := append([]time.Duration(nil), c.windows...)
+	attrs := make([]metric.ObserveOption, len(windows))
+	for i, w := range windows {
+		// Built once: an attribute set per observation would allocate on
+		// every collection.
+		attrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("window", activeusers.WindowLabel(w))))
+	}
+	gauge, err := meter.Int64ObservableGauge(c.name, metric.WithUnit("{user}"), metric.WithDescription(c.description))
+	if err != nil {
+		return nil, fmt.Errorf("auotel: %w", err)
+	}
+	return meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		if err := ctx.Err(); err != nil {
+			return err // the collection was cancelled or timed out: skip the walk
+		}
+		for i, n := range t.Counts(windows...) {
+			o.ObserveInt64(gauge, int64(n), attrs[i])
+		}
+		return nil
+	}, gauge)
+}

@@ -1,0 +1,116 @@
+package auotel
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/activeusers/activeusers"
+)
+
+var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func setup(t *testing.T) (*sdkmetric.ManualReader, *sdkmetric.MeterProvider, *activeusers.Tracker, *time.Time) {
+	now := t0
+	tr := activeusers.New(activeusers.WithClock(func() time.Time { return now }))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	return reader, mp, tr, &now
+}
+
+// collect returns the gauge's points by window, or an error.
+func collect(ctx context.Context, reader *sdkmetric.ManualReader) (map[string]int64, metricdata.Metrics, error) {
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		return nil, metricdata.Metrics{}, err
+	}
+	got := map[string]int64{}
+	var m metricdata.Metrics
+	for _, sm := range rm.ScopeMetrics {
+		for _, mm := range sm.Metrics {
+			m = mm
+			for _, p := range mm.Data.(metricdata.Gauge[int64]).DataPoints {
+				w, _ := p.Attributes.Value(attribute.Key("window"))
+				got[w.AsString()] = p.Value
+			}
+		}
+	}
+	return got, m, nil
+}
+
+func TestGauge(t *testing.T) {
+	reader, mp, tr, now := setup(t)
+	tr.SeenAt("a", now.Add(-time.Minute))
+	tr.SeenAt("b", now.Add(-3*24*time.Hour))
+	reg, err := Register(mp.Meter("test"), tr)
+	require.NoError(t, err)
+
+	got, m, err := collect(context.Background(), reader)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{"24h": 1, "7d": 2}, got)
+	assert.Equal(t, "active_users", m.Name)
+	assert.Equal(t, "{user}", m.Unit)
+	assert.Contains(t, m.Description, "Distinct accounts")
+
+	tr.Seen("c")
+	got, _, err = collect(context.Background(), reader)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{"24h": 2, "7d": 3}, got, "each collection counts afresh")
+
+	require.NoError(t, reg.Unregister())
+	got, _, err = collect(context.Background(), reader)
+	require.NoError(t, err)
+	assert.Empty(t, got, "nothing reported after Unregister")
+}
+
+func TestGaugeOptions(t *testing.T) {
+	reader, mp, tr, _ := setup(t)
+	tr.Seen("a")
+	_, err := Register(mp.Meter("test"), tr, WithName("gw.accounts.active"), WithDescription("Accounts."), WithWindows(5*time.Minute, time.Hour))
+	require.NoError(t, err)
+	got, m, err := collect(context.Background(), reader)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{"5m": 1, "1h": 1}, got)
+	assert.Equal(t, "gw.accounts.active", m.Name)
+	assert.Equal(t, "Accounts.", m.Description)
+}
+
+func TestGaugeHonoursContext(t *testing.T) {
+	reader, mp, tr, _ := setup(t)
+	tr.Seen("a")
+	_, err := Register(mp.Meter("test"), tr)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	got, _, err := collect(ctx, reader)
+	if err == nil {
+		assert.Empty(t, got, "a cancelled collection observes nothing")
+	} else {
+		assert.ErrorIs(t, err, context.Canceled)
+	}
+}
+
+func TestGaugeBadConfig(t *testing.T) {
+	_, mp, tr, _ := setup(t)
+	m := mp.Meter("test")
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{func() error { _, err := Register(nil, tr); return err }(), "nil metric.Meter"},
+		{func() error { _, err := Register(m, nil); return err }(), "nil *activeusers.Tracker"},
+		{func() error { _, err := Register(m, tr, WithWindows(time.Hour, time.Hour)); return err }(), "given twice"},
+		{func() error { _, err := Register(m, tr, WithWindows(0)); return err }(), "not positive"},
+		{func() error { _, err := Register(m, tr, WithWindows(8*24*time.Hour)); return err }(), "longer than the tracker's retention"},
+		{func() error { _, err := Register(m, tr, WithName("")); return err }(), "auotel"},
+	} {
+		assert.ErrorContains(t, c.err, c.want)
+	}
+}
