@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// need returns the path of a program the test needs. In CI (CI=true) its
+// absence fails the test, since .ci/run installs it; elsewhere the test is
+// skipped with a note on how to install it.
+func need(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not found: .ci/run should have installed it", name)
+		}
+		t.Skipf("%s not found (apt-get install -y prometheus)", name)
+	}
+	return p
+}
+
+// startGateway runs the gateway in-process on a loopback port with no
+// synthetic traffic, and stops it when the test ends.
+func startGateway(t *testing.T, extra ...string) string {
+	t.Helper()
+	c, err := parse(append([]string{"-addr", "127.0.0.1:0", "-rate", "0"}, extra...), io.Discard)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, c, io.Discard, ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("gateway did not start: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return addr
+}
+
+// drive sends one authenticated request per account, and some anonymous ones.
+func driveAccounts(t *testing.T, addr string, accounts []string) {
+	t.Helper()
+	for i, a := range accounts {
+		req, err := http.NewRequest("GET", "http://"+addr+"/api/orders/"+strconv.Itoa(i), nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+a)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	resp, err := http.Get("http://" + addr + "/api/orders/anon")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func accounts(n int) []string {
+	out := make([]string, 0, 2*n)
+	for i := range n {
+		out = append(out, fmt.Sprintf("acct-%d", i), fmt.Sprintf("acct-%d", i)) // each twice: counted once
+	}
+	return out
+}
+
+// TestEndToEndPrometheus: a real Prometheus scrapes the gateway every second
+// until active_users{window="24h"} equals the accounts driven through the API.
+func TestEndToEndPrometheus(t *testing.T) {
+	prom := need(t, "prometheus")
+	addr := startGateway(t)
+	const n = 137
+	driveAccounts(t, addr, accounts(n))
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: gateway
+    static_configs:
+      - targets: ['%s']
+`, addr)), 0o644))
+	promAddr := freePort(t)
+	var log bytes.Buffer
+	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = &log, &log
+	require.NoError(t, cmd.Start())
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+
+	query := func(q string) (float64, bool) {
+		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			return 0, false
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Status string
+			Data   struct {
+				Result []struct {
+					Value [2]any
+				}
+			}
+		}
+		if json.NewDecoder(resp.Body).Decode(&r) != nil || r.Status != "success" || len(r.Data.Result) != 1 {
+			return 0, false
+		}
+		v, err := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
+		return v, err == nil
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var last float64
+	for {
+		v, ok := query(`active_users{window="24h"}`)
+		if ok && v == n {
+			break
+		}
+		last = v
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus never saw %d accounts (last %v); its log:\n%s", n, last, log.String())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	// Every scrape so far succeeded, and the 7d window agrees.
+	v, ok := query(`min_over_time(up{job="gateway"}[1m])`)
+	assert.True(t, ok)
+	assert.Equal(t, 1.0, v, "no failed scrape")
+	v, ok = query(`active_users{window="7d"}`)
+	assert.True(t, ok)
+	assert.Equal(t, float64(n), v)
+}
+
+// TestExpositionParses: what /metrics serves passes promtool's checks.
+func TestExpositionParses(t *testing.T) {
+	promtool := need(t, "promtool")
+	addr := startGateway(t)
+	driveAccounts(t, addr, accounts(10))
+	resp, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `active_users{window="24h"} 10`)
+	assert.Contains(t, string(body), `active_users{window="5m"} 10`)
+	assert.Contains(t, string(body), "go_goroutines")
+
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	// promtool exits 1 for lint findings too; only the active_users lines
+	// are ours to answer for, and they must have none.
+	for _, line := range strings.Split(string(out), "\n") {
+		assert.NotContains(t, line, "active_users", "promtool: %s", out)
+	}
+	if err != nil {
+		t.Logf("promtool findings on other metrics: %s", out)
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "promtool ran")
+	}
+}
+
+// TestRestartKeepsCounts builds the real binary, drives accounts through it,
+// stops it with SIGTERM, starts it again on the same snapshot, and compares
+// its counts before and after.
+func TestRestartKeepsCounts(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gateway")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	snap := filepath.Join(dir, "active.snap")
+
+	start := func() (*exec.Cmd, string, *syncBuffer) {
+		cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-rate", "0", "-snapshot", snap, "-save-every", "1h")
+		log := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = log, log
+		require.NoError(t, cmd.Start())
+		var addr string
+		require.Eventually(t, func() bool {
+			_, rest, ok := strings.Cut(log.String(), "serving http://")
+			addr, _, _ = strings.Cut(rest, "/")
+			return ok && addr != ""
+		}, 10*time.Second, 10*time.Millisecond, "the gateway starts")
+		return cmd, addr, log
+	}
+	metric := func(addr string) string {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var lines []string
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "active_users{") {
+				lines = append(lines, sc.Text())
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+
+	cmd, addr, log := start()
+	driveAccounts(t, addr, accounts(250))
+	before := metric(addr)
+	assert.Contains(t, before, `active_users{window="7d"} 250`)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "clean exit on SIGTERM: %s", log)
+	assert.Contains(t, log.String(), "saved "+snap+": 250 accounts")
+
+	cmd, addr, log = start()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+	}()
+	assert.Contains(t, log.String(), "loaded "+snap+": 250 accounts")
+	assert.Equal(t, before, metric(addr), "counts after the restart equal counts before it")
+}
+
+// syncBuffer is a bytes.Buffer a child process writes to while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestFlagsRejected(t *testing.T) {
+	for _, bad := range [][]string{{"-users", "0"}, {"-rate", "-1"}, {"-progress", "0s"}, {"-nope"}} {
+		_, err := parse(bad, io.Discard)
+		assert.Error(t, err, "%v", bad)
+	}
+}

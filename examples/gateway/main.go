@@ -1,0 +1,217 @@
+// Command gateway is a small API gateway that counts its active accounts with
+// activeusers and exposes them, with the Go runtime's metrics, on /metrics:
+//
+//	go run ./examples/gateway                  # drives itself with synthetic traffic
+//	curl -s localhost:8080/metrics | grep active_users
+//
+// Requests to /api/ carry "Authorization: Bearer <account>" (a real gateway
+// would verify a token; here the token is the account id). Unauthenticated
+// requests get 401 and are not counted. With -snapshot the counts survive
+// restarts: the file is loaded at start, saved every -save-every and on
+// SIGINT/SIGTERM.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/activeusers/activeusers"
+	"github.com/activeusers/activeusers/auprom"
+)
+
+type config struct {
+	addr      string
+	users     int
+	rate      int
+	duration  time.Duration
+	progress  time.Duration
+	snapshot  string
+	saveEvery time.Duration
+}
+
+func parse(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "address to serve the API and /metrics on")
+	fs.IntVar(&c.users, "users", 5000, "simulated accounts the synthetic traffic picks from")
+	fs.IntVar(&c.rate, "rate", 1000, "synthetic requests per second (0: none, serve only)")
+	fs.DurationVar(&c.duration, "duration", 0, "stop after this long (0: run until interrupted)")
+	fs.DurationVar(&c.progress, "progress", 2*time.Second, "how often to print progress")
+	fs.StringVar(&c.snapshot, "snapshot", "", "snapshot file: loaded at start, saved periodically and on SIGINT/SIGTERM")
+	fs.DurationVar(&c.saveEvery, "save-every", time.Minute, "how often to save the snapshot")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.users < 1 || c.rate < 0 || c.duration < 0 || c.progress <= 0 || c.saveEvery <= 0 {
+		return c, errors.New("-users must be positive; -rate, -duration non-negative; -progress, -save-every positive")
+	}
+	return c, nil
+}
+
+func main() {
+	c, err := parse(os.Args[1:], os.Stderr)
+	if err != nil {
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c, os.Stdout, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+// bearer is the account of an authenticated request, "" otherwise.
+func bearer(r *http.Request) string {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	return token
+}
+
+// newHandler is the gateway: the API behind the middleware, and /metrics.
+func newHandler(t *activeusers.Tracker, served *atomic.Int64) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	col, err := auprom.NewCollector(t, auprom.WithWindows(5*time.Minute, time.Hour, 24*time.Hour, 7*24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(col, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		account := bearer(r)
+		if account == "" {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			http.Error(w, "unauthenticated", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"account": account, "path": r.URL.Path})
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/api/", activeusers.Middleware(t, bearer)(api))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux, nil
+}
+
+// run serves until ctx is done (or -duration passes). If ready is not nil, it
+// receives the address being served once the listener is up.
+func run(ctx context.Context, c config, out io.Writer, ready chan<- string) error {
+	t := activeusers.New()
+	defer t.Close()
+	var persist *activeusers.Persister
+	if c.snapshot != "" {
+		var err error
+		if persist, err = activeusers.Persist(t, c.snapshot, c.saveEvery); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "loaded %s: %d accounts\n", c.snapshot, t.Len())
+	}
+	var served atomic.Int64
+	h, err := newHandler(t, &served)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	addr := ln.Addr().String()
+	fmt.Fprintf(out, "serving http://%s/api/ and http://%s/metrics\n", addr, addr)
+	if ready != nil {
+		ready <- addr
+	}
+
+	if c.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.duration)
+		defer cancel()
+	}
+	if c.rate > 0 {
+		go drive(ctx, "http://"+addr+"/api/hello", c.users, c.rate)
+	}
+	tick := time.NewTicker(c.progress)
+	defer tick.Stop()
+	start := time.Now()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			return err
+		case <-tick.C:
+			n := t.Counts(5*time.Minute, 24*time.Hour)
+			fmt.Fprintf(out, "%6s  requests %d  active_users{window=\"5m\"} %d  {window=\"24h\"} %d\n",
+				time.Since(start).Round(time.Second), served.Load(), n[0], n[1])
+		}
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdown)
+	if persist != nil {
+		if perr := persist.Close(); perr != nil {
+			return errors.Join(err, perr)
+		}
+		fmt.Fprintf(out, "saved %s: %d accounts\n", c.snapshot, t.Len())
+	}
+	return err
+}
+
+// drive sends rate requests a second, each from an account picked at random
+// among users, until ctx is done. One request in twenty is unauthenticated.
+func drive(ctx context.Context, url string, users, rate int) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	sem := make(chan struct{}, 64)
+	start := time.Now()
+	for sent := 0; ; {
+		due := int(time.Since(start).Seconds() * float64(rate))
+		for ; sent < due; sent++ {
+			select {
+			case <-ctx.Done():
+				return
+			case sem <- struct{}{}:
+			}
+			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+			if rand.IntN(20) != 0 {
+				req.Header.Set("Authorization", "Bearer acct-"+strconv.Itoa(rand.IntN(users)))
+			}
+			go func() {
+				defer func() { <-sem }()
+				if resp, err := client.Do(req); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
