@@ -47,19 +47,12 @@ type entry struct {
 	sec  uint32
 }
 
-// entries copies out every entry seen at or after since, one shard at a time.
+// entries copies out every entry seen at or after since.
 func (t *Tracker) entries(since uint32) []entry {
 	var out []entry
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		out = slices.Grow(out, s.tab.Len())
-		s.tab.Range(since, func(key uint64, sec uint32) bool {
-			out = append(out, entry{key, sec})
-			return true
-		})
-		s.mu.Unlock()
-	}
+	t.forEntries(since, func(n int) { out = slices.Grow(out, n) }, func(key uint64, sec uint32) {
+		out = append(out, entry{key, sec})
+	})
 	return out
 }
 

@@ -1,0 +1,48 @@
+package activeusers
+
+import (
+	"slices"
+	"time"
+)
+
+// Entry is one account as a Tracker holds it.
+type Entry struct {
+	// Hash is the 64-bit xxhash (seed 0) of the account id, the same on every
+	// instance, so it can stand for the account elsewhere (another process, a
+	// Redis sorted set). A hash of 0 is stored as 1.
+	Hash uint64
+	// Last is when the account was last seen, in Unix seconds.
+	Last int64
+}
+
+// AppendEntries appends to dst every account last seen at or after since, in
+// no particular order, and returns the extended slice. It copies one shard at
+// a time under that shard's lock alone, so Seen waits for at most one shard's
+// copy. Passing the start of the previous call as since gives the accounts
+// seen since then, which is how the auredis package pushes only what changed.
+func (t *Tracker) AppendEntries(dst []Entry, since time.Time) []Entry {
+	t.forEntries(toSec(since.Unix()), func(n int) { dst = slices.Grow(dst, n) }, func(key uint64, sec uint32) {
+		dst = append(dst, Entry{Hash: key, Last: int64(sec)})
+	})
+	return dst
+}
+
+// Now is the time by the tracker's clock, to the second: what Seen records and
+// Counts measures ages from.
+func (t *Tracker) Now() time.Time { return time.Unix(t.nowSec(), 0) }
+
+// forEntries calls each for every entry seen at or after since, shard by
+// shard, under each shard's lock; grow is told first how many entries the
+// shard holds, at most.
+func (t *Tracker) forEntries(since uint32, grow func(n int), each func(key uint64, sec uint32)) {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		grow(s.tab.Len())
+		s.tab.Range(since, func(key uint64, sec uint32) bool {
+			each(key, sec)
+			return true
+		})
+		s.mu.Unlock()
+	}
+}
