@@ -1,0 +1,331 @@
+package auredis
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/activeusers/activeusers"
+)
+
+var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+// clock is a fake clock the test moves while push loops read it.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock               { c := &clock{}; c.ns.Store(t0.UnixNano()); return c }
+func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// server is a real redis-server on a loopback port, with no persistence: a
+// restart loses everything, the hardest case for recovery.
+type server struct {
+	t    *testing.T
+	bin  string
+	addr string
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func startServer(t *testing.T) *server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server not found: .ci/run should have installed it")
+		}
+		t.Skip("redis-server not found (apt-get install -y redis-server)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	s := &server{t: t, bin: bin, addr: addr, dir: t.TempDir()}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *server) start() {
+	_, port, _ := net.SplitHostPort(s.addr)
+	s.cmd = exec.Command(s.bin, "--bind", "127.0.0.1", "--port", port, "--dir", s.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	require.NoError(s.t, s.cmd.Start())
+	rdb := redis.NewClient(&redis.Options{Addr: s.addr})
+	defer rdb.Close()
+	require.Eventually(s.t, func() bool { return rdb.Ping(context.Background()).Err() == nil }, 10*time.Second, 10*time.Millisecond, "redis-server starts")
+}
+
+func (s *server) stop() {
+	if s.cmd != nil {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+func client(s *server) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second})
+}
+
+// instance is one simulated gateway: a tracker on a shared fake clock and its
+// Cluster.
+func instance(t *testing.T, s *server, now *clock, opts ...Option) (*activeusers.Tracker, *Cluster, *redis.Client) {
+	t.Helper()
+	tr := newTracker(now)
+	c, rdb := attach(t, s, tr, opts...)
+	return tr, c, rdb
+}
+
+func newTracker(now *clock) *activeusers.Tracker {
+	return activeusers.New(activeusers.WithClock(now.Now), activeusers.WithRetention(24*time.Hour))
+}
+
+func attach(t *testing.T, s *server, tr *activeusers.Tracker, opts ...Option) (*Cluster, *redis.Client) {
+	t.Helper()
+	rdb := client(s)
+	c, err := New(tr, rdb, append([]Option{WithInterval(time.Hour), WithBackoff(10*time.Millisecond, 50*time.Millisecond)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close(); rdb.Close() })
+	return c, rdb
+}
+
+var windows = []time.Duration{0, time.Minute, time.Hour, 24 * time.Hour, 48 * time.Hour}
+
+// union counts, per window, the distinct uids across instances at now.
+func union(now time.Time, last map[string]time.Time) []int {
+	out := make([]int, len(windows))
+	for _, at := range last {
+		for i, w := range windows {
+			if now.Sub(at) <= min(w, 24*time.Hour) {
+				out[i]++
+			}
+		}
+	}
+	return out
+}
+
+func TestClusterCountsAreTheUnion(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) }) // after the clusters close
+	s := startServer(t)
+	now := newClock()
+	last := map[string]time.Time{}
+	var trs []*activeusers.Tracker
+	for range 3 {
+		trs = append(trs, newTracker(now))
+	}
+	ctx := context.Background()
+	see := func(inst, uid int, at time.Time) {
+		u := "acct-" + strconv.Itoa(uid)
+		trs[inst].SeenAt(u, at)
+		if at.After(last[u]) {
+			last[u] = at
+		}
+	}
+	// Overlapping accounts: instance i sees uids i*300 .. i*300+499, at
+	// various ages, some past retention.
+	for inst := range 3 {
+		for uid := inst * 300; uid < inst*300+500; uid++ {
+			see(inst, uid, now.Now().Add(-time.Duration((uid*37+inst*11)%(30*3600))*time.Second))
+		}
+	}
+	// The instances start pushing now, each first push a full one.
+	var cs []*Cluster
+	for _, tr := range trs {
+		c, _ := attach(t, s, tr, WithFullPushEvery(48*time.Hour))
+		require.NoError(t, c.Push(ctx))
+		cs = append(cs, c)
+	}
+	got, err := cs[0].Counts(ctx, windows...)
+	require.NoError(t, err)
+	assert.Equal(t, union(now.Now(), last), got, "window by window, the exact union")
+
+	// Time passes; more activity; only what changed is pushed.
+	now.Add(2 * time.Hour)
+	for uid := 0; uid < 100; uid++ {
+		see(uid%3, uid*5, now.Now().Add(-time.Duration(uid)*time.Second))
+	}
+	for _, c := range cs {
+		require.NoError(t, c.Push(ctx))
+		assert.LessOrEqual(t, c.Stats().Pushed, 100, "the second push carries only the accounts seen since the first")
+	}
+	for _, c := range cs {
+		got, err := c.Counts(ctx, windows...)
+		require.NoError(t, err)
+		assert.Equal(t, union(now.Now(), last), got, "every instance gives the same answer")
+	}
+	// Trimming: a day later, everything from the first round is past retention.
+	now.Add(24 * time.Hour)
+	require.NoError(t, cs[1].Push(ctx))
+	_, members, err := cs[1].MemoryUsage(ctx)
+	require.NoError(t, err)
+	got, err = cs[2].Counts(ctx, windows...)
+	require.NoError(t, err)
+	assert.Equal(t, union(now.Now(), last), got)
+	assert.Equal(t, int64(got[3]), members, "the set holds only accounts within retention")
+}
+
+func TestRedisGoesAwayAndComesBack(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) }) // after the clusters close
+	s := startServer(t)
+	now := newClock()
+	last := map[string]time.Time{}
+	// Pushing every 50ms, as an instance pushes every 10s by default: each
+	// notices within an interval that Redis came back empty.
+	tr1, c1, _ := instance(t, s, now, WithInterval(50*time.Millisecond))
+	tr2, c2, _ := instance(t, s, now, WithInterval(50*time.Millisecond))
+	see := func(tr *activeusers.Tracker, uid int) {
+		u := "acct-" + strconv.Itoa(uid)
+		tr.SeenAt(u, now.Now())
+		last[u] = now.Now()
+	}
+	for uid := range 400 {
+		see([]*activeusers.Tracker{tr1, tr2}[uid%2], uid)
+	}
+	ctx := context.Background()
+	require.NoError(t, c1.Push(ctx))
+	require.NoError(t, c2.Push(ctx))
+
+	s.stop() // Redis goes away, losing everything (no persistence)
+	now.Add(time.Minute)
+	for uid := 300; uid < 600; uid++ {
+		see(tr1, uid) // Seen is unaffected
+	}
+	assert.Error(t, c1.Push(ctx), "a push fails while Redis is down")
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := c1.Counts(short, windows...)
+	cancel()
+	assert.Error(t, err, "Counts says Redis is unreachable")
+	local, cluster, err := c1.CountsOrLocal(ctx, windows...)
+	assert.Error(t, err)
+	assert.False(t, cluster, "the fallback says it is local")
+	assert.Equal(t, tr1.Counts(windows...), local)
+
+	s.start() // back, empty
+	// The push loops retry (c1 with backoff after its failures) and, seeing a
+	// new generation of the key, push everything they hold: nothing within
+	// retention is lost.
+	want := union(now.Now(), last)
+	require.Eventually(t, func() bool {
+		got, err := c2.Counts(ctx, windows...)
+		return err == nil && fmt.Sprint(got) == fmt.Sprint(want)
+	}, 10*time.Second, 20*time.Millisecond, "counts exact again after recovery")
+	assert.NoError(t, c1.Stats().LastErr)
+	assert.Positive(t, c1.Stats().Failures)
+}
+
+// TestLateArrivalsReachRedisWithTheFullPush: SeenAt at an earlier time than the
+// previous push is not in the next incremental push, but is in the full one.
+func TestLateArrivalsReachRedisWithTheFullPush(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	s := startServer(t)
+	now := newClock()
+	tr, c, _ := instance(t, s, now, WithFullPushEvery(time.Hour))
+	ctx := context.Background()
+	tr.Seen("a")
+	require.NoError(t, c.Push(ctx))
+	now.Add(time.Minute)
+	tr.SeenAt("late", now.Now().Add(-10*time.Minute))
+	require.NoError(t, c.Push(ctx))
+	got, err := c.Counts(ctx, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{1}, got, "the incremental push selects by last-seen time")
+	now.Add(time.Hour)
+	require.NoError(t, c.Push(ctx))
+	got, err = c.Counts(ctx, 2*time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{2}, got, "the full push an hour on carries it")
+}
+
+func TestCloseMakesAFinalPush(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) }) // after the clusters close
+	s := startServer(t)
+	now := newClock()
+	tr, c, rdb := instance(t, s, now)
+	other, err := New(tr, rdb, WithInterval(time.Hour))
+	require.NoError(t, err)
+	require.NoError(t, other.Close())
+	tr.Seen("late")
+	require.NoError(t, c.Close())
+	require.NoError(t, c.Close(), "idempotent")
+	n, err := rdb.ZCard(context.Background(), "{activeusers}:active").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+}
+
+func TestBadOptions(t *testing.T) {
+	tr := activeusers.New(activeusers.WithClock(time.Now))
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	for _, c := range []struct {
+		tr   *activeusers.Tracker
+		rdb  redis.UniversalClient
+		opts []Option
+		want string
+	}{
+		{nil, rdb, nil, "nil *activeusers.Tracker"},
+		{tr, nil, nil, "nil Redis client"},
+		{tr, rdb, []Option{WithKey("")}, "key must not be empty"},
+		{tr, rdb, []Option{WithInterval(0)}, "interval must be positive"},
+		{tr, rdb, []Option{WithBatch(0)}, "batch must be between"},
+		{tr, rdb, []Option{WithFullPushEvery(-time.Second)}, "WithFullPushEvery(-1s)"},
+		{tr, rdb, []Option{WithBackoff(time.Second, time.Millisecond)}, "need 0 < min ≤ max"},
+	} {
+		_, err := New(c.tr, c.rdb, c.opts...)
+		assert.ErrorContains(t, err, c.want)
+	}
+}
+
+// BenchmarkPush1M pushes a million accounts seen in one interval to a real
+// Redis and reports the time and Redis's memory per account.
+func BenchmarkPush1M(b *testing.B) {
+	t := &testing.T{}
+	_ = t
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		b.Skip("redis-server not found")
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--dir", b.TempDir(), "--save", "", "--appendonly", "no")
+	require.NoError(b, cmd.Start())
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	require.Eventually(b, func() bool { return rdb.Ping(context.Background()).Err() == nil }, 10*time.Second, 10*time.Millisecond)
+
+	const users = 1_000_000
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		rdb.FlushAll(ctx)
+		tr := activeusers.New()
+		for i := range users {
+			tr.Seen("acct-" + strconv.Itoa(i))
+		}
+		c := &Cluster{t: tr, rdb: rdb, key: "{activeusers}:active", gen: "{activeusers}:active:gen", cfg: config{batch: 2000}}
+		b.StartTimer()
+		require.NoError(b, c.Push(ctx))
+		b.StopTimer()
+		bytes, members, err := c.MemoryUsage(ctx)
+		require.NoError(b, err)
+		require.Equal(b, int64(users), members)
+		b.ReportMetric(float64(bytes)/users, "redis-bytes/user")
+		tr.Close()
+		b.StartTimer()
+	}
+}
