@@ -1,6 +1,7 @@
 package activeusers
 
 import (
+	"bytes"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -162,4 +163,35 @@ func BenchmarkCounts(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkSnapshot writes and reads a snapshot of a million users; the
+// bytes/user metric is the file size.
+func BenchmarkSnapshot(b *testing.B) {
+	const n = 1_000_000
+	tr := New()
+	defer tr.Close()
+	for _, u := range uids(n) {
+		tr.Seen(u)
+	}
+	var buf bytes.Buffer
+	b.Run("op=WriteTo/users=1M", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf.Reset()
+			if _, err := tr.WriteTo(&buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(buf.Len())/n, "bytes/user")
+	})
+	b.Run("op=ReadFrom/users=1M", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			dst := New(WithClock(time.Now))
+			if _, err := dst.ReadFrom(bytes.NewReader(buf.Bytes())); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

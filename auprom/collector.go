@@ -11,6 +11,7 @@
 package auprom
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -30,6 +31,23 @@ type config struct {
 	namespace, subsystem, name, help string
 	constLabels                      prometheus.Labels
 	windows                          []time.Duration
+	cluster                          CountsFunc
+	timeout                          time.Duration
+}
+
+// CountsFunc is a source of counts other than the tracker, such as
+// (*auredis.Cluster).CountsOrLocal: it returns the counts, whether they are
+// the whole cluster's (false: it fell back to this instance's own), and the
+// error that made it fall back.
+type CountsFunc func(ctx context.Context, windows ...time.Duration) (counts []int, cluster bool, err error)
+
+// WithCluster makes the collector report counts from fn, given timeout per
+// scrape, instead of the tracker's own, and adds a gauge
+// <name>_cluster_reachable: 1 while the counts are the cluster's, 0 while fn
+// falls back to the local ones — so a dashboard can tell a cluster-wide figure
+// from a single instance's. Default: the tracker's own counts, no extra gauge.
+func WithCluster(fn CountsFunc, timeout time.Duration) Option {
+	return func(c *config) { c.cluster, c.timeout = fn, timeout }
 }
 
 // WithWindows sets the windows exported, each as one sample labelled
@@ -59,10 +77,13 @@ func WithConstLabels(l prometheus.Labels) Option { return func(c *config) { c.co
 // shard at a time: a scrape costs about a millisecond per million accounts and
 // never holds up the tracker's Seen for longer than one shard's part of it.
 type Collector struct {
-	t       *activeusers.Tracker
-	desc    *prometheus.Desc
-	windows []time.Duration
-	labels  []string
+	t         *activeusers.Tracker
+	desc      *prometheus.Desc
+	windows   []time.Duration
+	labels    []string
+	cluster   CountsFunc
+	timeout   time.Duration
+	reachable *prometheus.Desc // with WithCluster
 }
 
 // NewCollector returns a Collector of t's counts. It returns an error for a
@@ -100,6 +121,15 @@ func NewCollector(t *activeusers.Tracker, opts ...Option) (*Collector, error) {
 		t:       t,
 		desc:    prometheus.NewDesc(fq, c.help, []string{"window"}, c.constLabels),
 		windows: append([]time.Duration(nil), c.windows...),
+		cluster: c.cluster,
+		timeout: c.timeout,
+	}
+	if c.cluster != nil {
+		if c.timeout <= 0 {
+			return nil, fmt.Errorf("auprom: WithCluster needs a positive timeout, not %v", c.timeout)
+		}
+		col.reachable = prometheus.NewDesc(fq+"_cluster_reachable",
+			"1 if "+fq+" reports the whole cluster's counts, 0 if it fell back to this instance's own.", nil, c.constLabels)
 	}
 	for _, w := range c.windows {
 		col.labels = append(col.labels, activeusers.WindowLabel(w))
@@ -123,11 +153,28 @@ func MustNewCollector(t *activeusers.Tracker, opts ...Option) *Collector {
 }
 
 // Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	if c.reachable != nil {
+		ch <- c.reachable
+	}
+}
 
 // Collect implements prometheus.Collector with one Counts call.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	counts := c.t.Counts(c.windows...)
+	var counts []int
+	if c.cluster == nil {
+		counts = c.t.Counts(c.windows...)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		var cluster bool
+		counts, cluster, _ = c.cluster(ctx, c.windows...)
+		cancel()
+		if len(counts) != len(c.windows) { // a broken source: say so, report local
+			counts, cluster = c.t.Counts(c.windows...), false
+		}
+		ch <- prometheus.MustNewConstMetric(c.reachable, prometheus.GaugeValue, map[bool]float64{true: 1}[cluster])
+	}
 	for i, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), c.labels[i])
 	}

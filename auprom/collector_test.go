@@ -1,6 +1,8 @@
 package auprom
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +93,42 @@ func TestCollectorFollowsTracker(t *testing.T) {
 	got, err := reg.Gather()
 	require.NoError(t, err)
 	assert.Equal(t, 1.0, got[0].GetMetric()[0].GetGauge().GetValue())
+}
+
+func TestCollectorCluster(t *testing.T) {
+	now := t0
+	tr := tracker(&now)
+	tr.Seen("local")
+	up := true
+	fn := func(ctx context.Context, ws ...time.Duration) ([]int, bool, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			return nil, false, errors.New("no deadline")
+		}
+		if !up {
+			return tr.Counts(ws...), false, errors.New("redis: connection refused")
+		}
+		return []int{40, 70}, true, nil
+	}
+	c, err := NewCollector(tr, WithCluster(fn, time.Second))
+	require.NoError(t, err)
+	head := `
+# HELP active_users Distinct accounts active within the window (last activity at most that long ago).
+# TYPE active_users gauge
+# HELP active_users_cluster_reachable 1 if active_users reports the whole cluster's counts, 0 if it fell back to this instance's own.
+# TYPE active_users_cluster_reachable gauge
+`
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(head+`
+active_users{window="24h"} 40
+active_users{window="7d"} 70
+active_users_cluster_reachable 1
+`)))
+	up = false
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(head+`
+active_users{window="24h"} 1
+active_users{window="7d"} 1
+active_users_cluster_reachable 0
+`)), "falls back to the local counts, and says so")
+
+	_, err = NewCollector(tr, WithCluster(fn, 0))
+	assert.ErrorContains(t, err, "positive timeout")
 }
