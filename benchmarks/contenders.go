@@ -27,13 +27,15 @@ type Contender struct {
 	New  func() Tracker
 }
 
-func contenders(bestShards int) []Contender {
+// contenders lists every contender; with a shard count other than the
+// default, activeusers with that count too.
+func contenders(shards int) []Contender {
 	cs := []Contender{
 		{"activeusers", func() Tracker { return activeusers.New() }},
 	}
-	if bestShards != activeusers.DefaultShards {
-		name := "activeusers/shards=" + itoa(bestShards)
-		cs = append(cs, Contender{name, func() Tracker { return activeusers.New(activeusers.WithShards(bestShards)) }})
+	if shards != activeusers.DefaultShards {
+		name := "activeusers/shards=" + itoa(shards)
+		cs = append(cs, Contender{name, func() Tracker { return activeusers.New(activeusers.WithShards(shards)) }})
 	}
 	return append(cs,
 		Contender{"mutexmap", func() Tracker { return NewMutexMap() }},

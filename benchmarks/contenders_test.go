@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,17 +50,27 @@ func TestProgram(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs benchmarks")
 	}
-	args := []string{"-runs", "1", "-benchtime", "10ms", "-users", "20000", "-latency-users", "20000", "-latency-time", "100ms", "-contenders", "activeusers,mutexmap,xsync"}
-	o, err := parseFlags(args)
+	charts := t.TempDir()
+	args := []string{"-runs", "1", "-benchtime", "10ms", "-users", "20000,40000", "-latency-users", "20000", "-latency-time", "100ms",
+		"-goroutines", "1,16", "-shard-sweep", "4,16", "-contenders", "activeusers,mutexmap,xsync"}
+	o, err := parseFlags(append(args, "-charts", charts))
 	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, run(o, &out))
-	for _, want := range []string{"Seen, returning users", "Counts, 20k users", "heap per user, 20k users", "p99.9", "vs mutexmap", "activeusers", "xsync"} {
+	for _, want := range []string{"Seen, returning users, 16 goroutines a core", "Counts, 20k users", "heap per user, 40k users",
+		"p99.9", "vs mutexmap", "activeusers", "xsync", "Seen, returning users, 4 shards", "best shard count"} {
 		assert.Contains(t, out.String(), want)
+	}
+	for _, f := range []string{"seen-goroutines.svg", "seen-shards.svg", "heap-users.svg", "seen-latency.svg"} {
+		b, err := os.ReadFile(filepath.Join(charts, f))
+		require.NoError(t, err, f)
+		assert.Contains(t, string(b), "<svg", f)
+		assert.Contains(t, string(b), "cores", "%s names the machine", f)
 	}
 
 	bench := t.TempDir() + "/out.bench"
 	o, err = parseFlags(append(args, "-json", "-bench-out", bench, "-contenders", "activeusers"))
+	o.charts = ""
 	require.NoError(t, err)
 	out.Reset()
 	require.NoError(t, run(o, &out))
@@ -72,6 +84,9 @@ func TestProgram(t *testing.T) {
 	for _, r := range doc.Results {
 		assert.Len(t, r.Runs, 1, r.Metric)
 	}
+	b, err := os.ReadFile(bench)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "BenchmarkSeen/returning/procs=", "benchstat-compatible lines")
 }
 
 func TestFlags(t *testing.T) {
@@ -83,4 +98,9 @@ func TestFlags(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []int{100_000}, o.sizes)
 	assert.Equal(t, 3, o.runs)
+	assert.Empty(t, o.charts, "no charts from a quick run")
+	o, err = parseFlags(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "docs", o.charts)
+	assert.Equal(t, []int{1, 4, 16, 64}, o.parallel)
 }

@@ -23,10 +23,15 @@ import (
 	"testing"
 	"text/tabwriter"
 	"time"
+
+	"github.com/activeusers/activeusers"
 )
 
 type options struct {
 	quick       bool
+	parallel    []int
+	shardSweep  []int
+	charts      string
 	runs        int
 	benchtime   time.Duration
 	sizes       []int
@@ -45,7 +50,7 @@ type options struct {
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("benchmarks", flag.ContinueOnError)
 	var o options
-	var sizes, procs, names string
+	var sizes, procs, names, parallel, sweep string
 	fs.BoolVar(&o.quick, "quick", false, "small sizes and short runs: finishes in under a minute")
 	fs.IntVar(&o.runs, "runs", 0, "runs of every measurement; the table shows medians (default 5, quick 3)")
 	fs.DurationVar(&o.benchtime, "benchtime", 0, "time per Seen and Counts benchmark (default 1s, quick 100ms)")
@@ -54,7 +59,10 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.latDur, "latency-time", 0, "length of each latency run (default 3s, quick 500ms)")
 	fs.StringVar(&procs, "procs", "", "comma-separated GOMAXPROCS values for the Seen rows (default: the current one)")
 	fs.StringVar(&names, "contenders", "", "comma-separated contenders to run (default all: activeusers,mutexmap,syncmap,xsync,floor)")
-	fs.IntVar(&o.bestShards, "shards", 0, "also run activeusers with this shard count")
+	fs.IntVar(&o.bestShards, "shards", 0, "also run activeusers with this shard count (default: the best of -shard-sweep, if not the default)")
+	fs.StringVar(&parallel, "goroutines", "", "comma-separated goroutines per GOMAXPROCS for the Seen sweep (default 1,4,16,64; quick 16)")
+	fs.StringVar(&sweep, "shard-sweep", "", "comma-separated shard counts to measure Seen at (default 1,4,16,64,256; quick 4,64)")
+	fs.StringVar(&o.charts, "charts", "", "write SVG charts into this folder (default docs in a full run, none with -quick)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of the table")
 	fs.StringVar(&o.benchOut, "bench-out", "", "also write every run's Seen and Counts figures to this file in Go benchmark format, for benchstat")
 	if err := fs.Parse(args); err != nil {
@@ -86,6 +94,21 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.sizes, err = intList(sizes); err != nil {
 		return o, fmt.Errorf("-users: %w", err)
+	}
+	if parallel == "" {
+		parallel = map[bool]string{false: "1,4,16,64", true: "16"}[o.quick]
+	}
+	if o.parallel, err = intList(parallel); err != nil {
+		return o, fmt.Errorf("-goroutines: %w", err)
+	}
+	if sweep == "" {
+		sweep = map[bool]string{false: "1,4,16,64,256", true: "4,64"}[o.quick]
+	}
+	if o.shardSweep, err = intList(sweep); err != nil {
+		return o, fmt.Errorf("-shard-sweep: %w", err)
+	}
+	if o.charts == "" && !o.quick {
+		o.charts = "docs"
 	}
 	if procs == "" {
 		procs = strconv.Itoa(runtime.GOMAXPROCS(0))
@@ -128,6 +151,16 @@ type Result struct {
 	// this contender is that many times faster or smaller.
 	VsMutexmap float64 `json:"vs_mutexmap,omitempty"`
 	VsXsync    float64 `json:"vs_xsync,omitempty"`
+	// Group and X place the row on a chart: the series of one group, one per
+	// contender, plotted against X.
+	Group string  `json:"group,omitempty"`
+	X     float64 `json:"x,omitempty"`
+}
+
+// at places a row on a chart.
+type at struct {
+	group string
+	x     float64
 }
 
 type collector struct {
@@ -137,11 +170,14 @@ type collector struct {
 	bench      io.Writer
 }
 
-func (c *collector) add(metric, unit, contender string, v float64) {
+func (c *collector) add(metric, unit, contender string, v float64, on ...at) {
 	key := metric + "\x00" + contender
 	r, ok := c.results[key]
 	if !ok {
 		r = &Result{Metric: metric, Unit: unit, Contender: contender}
+		if len(on) > 0 {
+			r.Group, r.X = on[0].group, on[0].x
+		}
 		c.results[key] = r
 		if !slices.Contains(c.metrics, metric) {
 			c.metrics = append(c.metrics, metric)
@@ -224,11 +260,8 @@ func main() {
 func run(o options, w io.Writer) error {
 	flag.Set("test.benchtime", o.benchtime.String())
 	var cs []Contender
-	for _, c := range contenders(max(o.bestShards, 1)) {
-		if o.bestShards == 0 && strings.Contains(c.Name, "shards=") {
-			continue
-		}
-		if o.contenders == nil || o.contenders[c.Name] || o.contenders[strings.Split(c.Name, "/")[0]] {
+	for _, c := range contenders(activeusers.DefaultShards) {
+		if o.contenders == nil || o.contenders[c.Name] {
 			cs = append(cs, c)
 		}
 	}
@@ -247,19 +280,48 @@ func run(o options, w io.Writer) error {
 	}
 	start := time.Now()
 	defaultProcs := runtime.GOMAXPROCS(0)
+	best := o.bestShards
 	for run := 1; run <= o.runs; run++ {
+		// The shard sweep: the tuning guide's data, and the best count.
+		if o.contenders == nil || o.contenders["activeusers"] {
+			for _, n := range o.shardSweep {
+				c := Contender{fmt.Sprintf("activeusers/shards=%d", n), func() Tracker { return activeusers.New(activeusers.WithShards(n)) }}
+				progress("run %d/%d  shard sweep: %d shards", run, o.runs, n)
+				tr := filled(c, o.seenUsers)
+				r := testing.Benchmark(func(b *testing.B) { SeenReturning(b, tr, o.seenUsers, 16) })
+				tr.Close()
+				col.add(fmt.Sprintf("Seen, returning users, %d shards", n), "ns/op", "activeusers", nsPerOp(r), at{"shards-returning", float64(n)})
+				col.benchLine(fmt.Sprintf("Seen/returning/shards=%d/impl=activeusers", n), r)
+				r = testing.Benchmark(func(b *testing.B) { SeenNew(b, c) })
+				col.add(fmt.Sprintf("Seen, new users, %d shards", n), "ns/op", "activeusers", nsPerOp(r), at{"shards-new", float64(n)})
+				col.benchLine(fmt.Sprintf("Seen/new/shards=%d/impl=activeusers", n), r)
+			}
+			if run == 1 && best == 0 {
+				best = bestShards(col, o.shardSweep)
+				progress("best shard count: %d (default %d)", best, activeusers.DefaultShards)
+			}
+			if run == 1 && best != activeusers.DefaultShards && best > 0 {
+				cs = slices.Insert(cs, 1, Contender{fmt.Sprintf("activeusers/shards=%d", best), func() Tracker { return activeusers.New(activeusers.WithShards(best)) }})
+			}
+		}
 		for _, procs := range o.procs {
 			runtime.GOMAXPROCS(procs)
 			for _, c := range cs {
-				progress("run %d/%d  GOMAXPROCS=%d  %-22s Seen", run, o.runs, procs, c.Name)
 				tr := filled(c, o.seenUsers)
-				r := testing.Benchmark(func(b *testing.B) { SeenReturning(b, tr, o.seenUsers) })
+				for _, par := range o.parallel {
+					progress("run %d/%d  GOMAXPROCS=%d  %-24s Seen, %d goroutines a core", run, o.runs, procs, c.Name, par)
+					r := testing.Benchmark(func(b *testing.B) { SeenReturning(b, tr, o.seenUsers, par) })
+					m := fmt.Sprintf("Seen, returning users, %d goroutines a core (GOMAXPROCS=%d)", par, procs)
+					col.add(m, "ns/op", c.Name, nsPerOp(r), at{fmt.Sprintf("goroutines-procs%d", procs), float64(par)})
+					col.benchLine(fmt.Sprintf("Seen/returning/procs=%d/goroutines=%d/impl=%s", procs, par, c.Name), r)
+					if par == 16 || len(o.parallel) == 1 {
+						col.add(fmt.Sprintf("Seen allocs/op (GOMAXPROCS=%d)", procs), "allocs/op", c.Name, float64(r.AllocsPerOp()))
+					}
+				}
 				tr.Close()
-				col.add(fmt.Sprintf("Seen, returning users (GOMAXPROCS=%d)", procs), "ns/op", c.Name, nsPerOp(r))
-				col.benchLine(fmt.Sprintf("Seen/returning/procs=%d/impl=%s", procs, c.Name), r)
-				col.add(fmt.Sprintf("Seen allocs/op (GOMAXPROCS=%d)", procs), "allocs/op", c.Name, float64(r.AllocsPerOp()))
-				r = testing.Benchmark(func(b *testing.B) { SeenNew(b, c) })
-				col.add(fmt.Sprintf("Seen, new users (GOMAXPROCS=%d)", procs), "ns/op", c.Name, nsPerOp(r))
+				progress("run %d/%d  GOMAXPROCS=%d  %-24s Seen, new users", run, o.runs, procs, c.Name)
+				r := testing.Benchmark(func(b *testing.B) { SeenNew(b, c) })
+				col.add(fmt.Sprintf("Seen, new users, 16 goroutines a core (GOMAXPROCS=%d)", procs), "ns/op", c.Name, nsPerOp(r))
 				col.benchLine(fmt.Sprintf("Seen/new/procs=%d/impl=%s", procs, c.Name), r)
 			}
 		}
@@ -269,11 +331,11 @@ func run(o options, w io.Writer) error {
 				if c.Name == "floor" {
 					continue
 				}
-				progress("run %d/%d  %-22s Counts over %d users", run, o.runs, c.Name, n)
+				progress("run %d/%d  %-24s Counts over %d users", run, o.runs, c.Name, n)
 				tr := filled(c, n)
 				r := testing.Benchmark(func(b *testing.B) { CountsOver(b, tr, n) })
 				tr.Close()
-				col.add(fmt.Sprintf("Counts, %s users", human(n)), "ms", c.Name, nsPerOp(r)/1e6)
+				col.add(fmt.Sprintf("Counts, %s users", human(n)), "ms", c.Name, nsPerOp(r)/1e6, at{"counts", float64(n)})
 				col.benchLine(fmt.Sprintf("Counts/users=%d/impl=%s", n, c.Name), r)
 			}
 			dropPool() // the shared uids would be scanned by every GC below
@@ -281,33 +343,63 @@ func run(o options, w io.Writer) error {
 				if c.Name == "floor" {
 					continue
 				}
-				progress("run %d/%d  %-22s heap at %d users", run, o.runs, c.Name, n)
+				progress("run %d/%d  %-24s heap at %d users", run, o.runs, c.Name, n)
 				h := MeasureHeap(c, n)
-				col.add(fmt.Sprintf("heap per user, %s users", human(n)), "bytes", c.Name, h.BytesPerUser)
+				col.add(fmt.Sprintf("heap per user, %s users", human(n)), "bytes", c.Name, h.BytesPerUser, at{"heap", float64(n)})
 				col.add(fmt.Sprintf("GC-scanned heap per user, %s users", human(n)), "bytes", c.Name, h.ScanBytesPerUser)
-				col.add(fmt.Sprintf("full GC, %s users", human(n)), "ms", c.Name, float64(h.FullGC)/1e6)
+				col.add(fmt.Sprintf("full GC, %s users", human(n)), "ms", c.Name, float64(h.FullGC)/1e6, at{"gc", float64(n)})
 			}
 		}
 		for _, c := range cs {
 			if c.Name == "floor" {
 				continue
 			}
-			progress("run %d/%d  %-22s Seen latency during scrapes of %d users", run, o.runs, c.Name, o.latUsers)
+			progress("run %d/%d  %-24s Seen latency during scrapes of %d users", run, o.runs, c.Name, o.latUsers)
 			l := MeasureLatency(c, o.latUsers, o.perMilli, o.scrapeEvery, o.latDur)
 			m := fmt.Sprintf("Seen during scrapes of %s users", human(o.latUsers))
-			col.add(m+", p99", "µs", c.Name, float64(l.P99)/1e3)
-			col.add(m+", p99.9", "µs", c.Name, float64(l.P999)/1e3)
+			for _, q := range []struct {
+				name string
+				p    float64
+				d    time.Duration
+			}{{"p50", 50, l.P50}, {"p90", 90, l.P90}, {"p99", 99, l.P99}, {"p99.9", 99.9, l.P999}, {"p99.99", 99.99, l.P9999}} {
+				col.add(m+", "+q.name, "µs", c.Name, float64(q.d)/1e3, at{"latency", q.p})
+			}
 		}
 	}
 	results := col.finish()
 	progress("done in %v", time.Since(start).Round(time.Second))
+	if o.charts != "" {
+		if err := writeCharts(o.charts, results); err != nil {
+			return err
+		}
+		progress("charts written to %s", o.charts)
+	}
 	if o.jsonOut {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"machine": machine(), "results": results})
+		return enc.Encode(map[string]any{"machine": machine(), "date": time.Now().Format("2006-01-02"), "best_shards": best, "results": results})
 	}
 	printTable(w, o, results)
+	if best > 0 {
+		fmt.Fprintf(w, "best shard count for Seen of returning users: %d (default %d)\n", best, activeusers.DefaultShards)
+	}
 	return nil
+}
+
+// bestShards is the shard count of the sweep whose Seen of returning users
+// was fastest so far.
+func bestShards(col *collector, sweep []int) int {
+	best, bestNs := 0, 0.0
+	for _, n := range sweep {
+		r := col.results[fmt.Sprintf("Seen, returning users, %d shards", n)+"\x00activeusers"]
+		if r == nil {
+			continue
+		}
+		if ns := median(r.Runs); best == 0 || ns < bestNs {
+			best, bestNs = n, ns
+		}
+	}
+	return best
 }
 
 func nsPerOp(r testing.BenchmarkResult) float64 { return float64(r.T.Nanoseconds()) / float64(r.N) }

@@ -59,12 +59,12 @@ func filled(c Contender, users int) Tracker {
 }
 
 // SeenReturning runs Seen of returning users, picked at random from the users
-// tr already holds, from 16 goroutines per GOMAXPROCS.
-func SeenReturning(b *testing.B, tr Tracker, users int) {
+// tr already holds, from par goroutines per GOMAXPROCS.
+func SeenReturning(b *testing.B, tr Tracker, users, par int) {
 	uids := uidPool(users)
 	var seed atomic.Uint64
 	b.ReportAllocs()
-	b.SetParallelism(16)
+	b.SetParallelism(par)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		r := rand.New(rand.NewPCG(seed.Add(1), 7))
@@ -154,8 +154,8 @@ func MeasureHeap(c Contender, n int) Heap {
 
 // Latency is the distribution of single Seen call times under a scrape.
 type Latency struct {
-	P50, P99, P999, Max time.Duration
-	Calls               int
+	P50, P90, P99, P999, P9999, Max time.Duration
+	Calls                           int
 }
 
 // MeasureLatency holds users in a contender, runs Counts every scrapeEvery,
@@ -206,7 +206,7 @@ func MeasureLatency(c Contender, users, perMilli int, scrapeEvery, d time.Durati
 	scraper.Wait()
 	slices.Sort(samples)
 	q := func(p float64) time.Duration { return samples[min(int(p*float64(len(samples))), len(samples)-1)] }
-	return Latency{P50: q(0.5), P99: q(0.99), P999: q(0.999), Max: samples[len(samples)-1], Calls: total}
+	return Latency{P50: q(0.5), P90: q(0.9), P99: q(0.99), P999: q(0.999), P9999: q(0.9999), Max: samples[len(samples)-1], Calls: total}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
