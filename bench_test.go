@@ -146,7 +146,10 @@ func BenchmarkSeen(b *testing.B) {
 func BenchmarkCounts(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
 		pool := uids(n)
-		for _, im := range []impl{impls()[0], impls()[4]} {
+		for _, im := range impls() {
+			if im.name != "impl=model" && im.name != fmt.Sprintf("impl=tracker/shards=%d", DefaultShards) {
+				continue
+			}
 			b.Run(fmt.Sprintf("users=%d/%s", n, im.name), func(b *testing.B) {
 				tr := im.make()
 				defer closeIt(tr)

@@ -334,6 +334,8 @@ func TestChurnWithoutCounts(t *testing.T) {
 	tr := New(WithRetention(100*time.Second), fixed(&now))
 	const perSec = 500 // 50,000 live users
 	u := 0
+	worst, worstBytes := 1.0, 0
+	defer func() { t.Logf("lowest share within retention: %.3f; most bytes per live user: %d", worst, worstBytes) }()
 	for s := range 2000 { // 20 retentions
 		now = sec(s)
 		for range perSec {
@@ -343,6 +345,7 @@ func TestChurnWithoutCounts(t *testing.T) {
 		if s%50 == 49 && s > 200 {
 			st := tr.Stats()
 			live := 100 * perSec // within retention, by construction
+			worst, worstBytes = min(worst, float64(live)/float64(st.Entries)), max(worstBytes, st.Bytes/live)
 			require.GreaterOrEqual(t, float64(live)/float64(st.Entries), 0.80,
 				"second %d: %d held for %d live", s, st.Entries, live)
 			require.LessOrEqual(t, st.Bytes/live, 28, "bytes per live user")
