@@ -143,6 +143,9 @@ func decodeSnapshot(b []byte) (now int64, es []entry, err error) {
 	if low > 8 {
 		return 0, nil, badSnapshot("corrupt header: %d raw gap bytes", low)
 	}
+	if now < 0 || now > math.MaxUint32 {
+		return 0, nil, badSnapshot("corrupt header: snapshot time %d is outside 1970–2106", now)
+	}
 	p := body[snapHeader:]
 	// Each entry takes at least 2+low bytes: a count that cannot fit is
 	// refused before anything is allocated for it.

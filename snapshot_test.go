@@ -150,6 +150,7 @@ func TestSnapshotBadInput(t *testing.T) {
 		{"count too big for bytes", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 1<<20); return resum(b) }), "entries declared in"},
 		{"count too small", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 299); return resum(b) }), "bytes after the last entry"},
 		{"low bytes", mod(func(b []byte) []byte { b[32] = 9; return resum(b) }), "raw gap bytes"},
+		{"time", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[16:], 1<<63); return resum(b) }), "outside 1970–2106"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
