@@ -39,10 +39,7 @@ func (t *Tracker) forEntries(since uint32, grow func(n int), each func(key uint6
 		s := &t.shards[i]
 		s.mu.Lock()
 		grow(s.tab.Len())
-		s.tab.Range(since, func(key uint64, sec uint32) bool {
-			each(key, sec)
-			return true
-		})
+		s.tab.Range(since, each)
 		s.mu.Unlock()
 	}
 }

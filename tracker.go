@@ -171,7 +171,7 @@ func (t *Tracker) seen(h uint64, sec int64) {
 	m := t.mix.Mix(h)
 	s := &t.shards[m&t.mask]
 	s.mu.Lock()
-	s.tab.Seen(h, m, toSec(sec), t.cutoff(sec))
+	s.tab.Seen(h, m, toSec(sec), uint32(t.retSec))
 	s.mu.Unlock()
 }
 

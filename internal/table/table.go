@@ -122,31 +122,46 @@ func home(m uint64, n int) int {
 	return int(hi)
 }
 
-// Seen records key (whose placement hash is m, and which is not 0) as seen at
-// sec (which is not 0), keeping the later of sec and any time already held. cutoff is the oldest second still within
-// retention: entries older than it may be deleted by the upkeep an insert does.
-// It reports whether the key was new.
-func (t *Table) Seen(key, m uint64, sec, cutoff uint32) bool {
+// find returns the slot holding key, or the empty slot that ends its probe
+// chain (where key would go), and whether key was found.
+func (t *Table) find(key, m uint64) (*slot, bool) {
 	s := t.slots
 	i := home(m, len(s))
 	lo, hi := uint32(key), uint32(key>>32)
 	for {
 		e := &s[i]
 		if e.lo == lo && e.hi == hi {
-			if sec > e.sec {
-				e.sec = sec
-			}
-			return false
+			return e, true
 		}
 		if e.sec == 0 {
-			break
+			return e, false
 		}
 		if i++; i == len(s) {
 			i = 0
 		}
 	}
-	s[i] = slot{lo: lo, hi: hi, sec: sec}
+}
+
+// Seen records key (whose placement hash is m, and which is not 0) as seen at
+// sec (which is not 0), keeping the later of sec and any time already held. An
+// insert also does the upkeep: entries more than ret seconds older than sec
+// may be deleted. It reports whether the key was new.
+func (t *Table) Seen(key, m uint64, sec, ret uint32) bool {
+	e, found := t.find(key, m)
+	if found {
+		if sec > e.sec {
+			e.sec = sec
+		}
+		return false
+	}
+	*e = slot{lo: uint32(key), hi: uint32(key >> 32), sec: sec}
 	t.n++
+	// The cutoff is worked out here, not by the caller, so that a returning
+	// key (the common case) does not pay for it.
+	cutoff := uint32(1)
+	if sec > ret {
+		cutoff = sec - ret
+	}
 	t.Sweep(SweepStep, cutoff)
 	if t.n*maxLoadDen > len(t.slots)*maxLoadNum {
 		t.Prune(cutoff)
@@ -164,45 +179,12 @@ func (t *Table) Merge(key, m uint64, sec uint32) {
 	if (t.n+1)*maxLoadDen > len(t.slots)*maxLoadNum {
 		t.resize(capFor(t.n + 1))
 	}
-	s := t.slots
-	i := home(m, len(s))
-	lo, hi := uint32(key), uint32(key>>32)
-	for {
-		e := &s[i]
-		if e.lo == lo && e.hi == hi {
-			if sec > e.sec {
-				e.sec = sec
-			}
-			return
-		}
-		if e.sec == 0 {
-			*e = slot{lo: lo, hi: hi, sec: sec}
-			t.n++
-			return
-		}
-		if i++; i == len(s) {
-			i = 0
-		}
+	e, found := t.find(key, m)
+	if !found {
+		*e = slot{lo: uint32(key), hi: uint32(key >> 32)}
+		t.n++
 	}
-}
-
-// Get returns the time held for key and whether it is present.
-func (t *Table) Get(key uint64) (uint32, bool) {
-	s := t.slots
-	i := home(t.mix.Mix(key), len(s))
-	lo, hi := uint32(key), uint32(key>>32)
-	for {
-		e := &s[i]
-		if e.lo == lo && e.hi == hi {
-			return e.sec, true
-		}
-		if e.empty() {
-			return 0, false
-		}
-		if i++; i == len(s) {
-			i = 0
-		}
-	}
+	e.sec = max(e.sec, sec)
 }
 
 // Sweep examines up to steps slots from the cursor onwards, deleting entries
@@ -417,18 +399,14 @@ func (t *Table) maybeShrink() {
 	}
 }
 
-// Range calls fn for every entry seen at or after since, in slot order, until fn
-// returns false. It neither deletes nor moves entries.
-func (t *Table) Range(since uint32, fn func(key uint64, sec uint32) bool) bool {
+// Range calls fn for every entry seen at or after since, in slot order. It
+// neither deletes nor moves entries.
+func (t *Table) Range(since uint32, fn func(key uint64, sec uint32)) {
 	for i := range t.slots {
-		e := &t.slots[i]
-		if !e.empty() && e.sec >= since {
-			if !fn(e.key(), e.sec) {
-				return false
-			}
+		if e := &t.slots[i]; !e.empty() && e.sec >= since {
+			fn(e.key(), e.sec)
 		}
 	}
-	return true
 }
 
 func (t *Table) resize(c int) {
