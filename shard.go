@@ -17,9 +17,10 @@ type shard struct {
 // padding, goroutines locking neighbouring shards would invalidate each other's
 // cache line (false sharing) and the shards would contend as if they were one.
 // 128 bytes rather than 64 because x86 prefetches cache lines in adjacent pairs.
-const unsafeSizeofShard = unsafe.Sizeof(paddedShard{})
-
 type paddedShard struct {
 	shard
 	_ [128 - unsafe.Sizeof(shard{})%128]byte
 }
+
+// paddedShardSize is a shard's footprint, for Stats.
+const paddedShardSize = int(unsafe.Sizeof(paddedShard{}))

@@ -262,6 +262,6 @@ func (t *Tracker) Stats() Stats {
 		st.Slots += s.tab.Cap()
 		s.mu.Unlock()
 	}
-	st.Bytes = st.Slots*table.SlotBytes + len(t.shards)*int(unsafeSizeofShard)
+	st.Bytes = st.Slots*table.SlotBytes + len(t.shards)*paddedShardSize
 	return st
 }
