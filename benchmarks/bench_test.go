@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"testing"
-
-	"github.com/activeusers/activeusers"
 )
 
 // The same workloads as the program, for go test -bench and benchstat:
@@ -12,21 +10,21 @@ import (
 //	go test -run='^$' -bench=. -count=10 ./benchmarks | benchstat -col /impl -
 
 func BenchmarkSeen(b *testing.B) {
-	for _, c := range contenders(activeusers.DefaultShards) {
+	for _, c := range contenders() {
 		b.Run("returning/impl="+c.Name, func(b *testing.B) {
 			tr := filled(c, 1<<20)
 			defer tr.Close()
 			SeenReturning(b, tr, 1<<20, 16)
 		})
 	}
-	for _, c := range contenders(activeusers.DefaultShards) {
+	for _, c := range contenders() {
 		b.Run("new/impl="+c.Name, func(b *testing.B) { SeenNew(b, c) })
 	}
 }
 
 func BenchmarkCounts(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
-		for _, c := range contenders(activeusers.DefaultShards) {
+		for _, c := range contenders() {
 			if c.Name == "floor" {
 				continue
 			}

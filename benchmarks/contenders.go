@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,22 +28,20 @@ type Contender struct {
 	New  func() Tracker
 }
 
-// contenders lists every contender; with a shard count other than the
-// default, activeusers with that count too.
-func contenders(shards int) []Contender {
-	cs := []Contender{
+// contenders lists every contender, activeusers with its defaults first.
+func contenders() []Contender {
+	return []Contender{
 		{"activeusers", func() Tracker { return activeusers.New() }},
+		{"mutexmap", func() Tracker { return NewMutexMap() }},
+		{"syncmap", func() Tracker { return &SyncMap{} }},
+		{"xsync", func() Tracker { return NewXsyncMap() }},
+		{"floor", func() Tracker { return NewFloor() }},
 	}
-	if shards != activeusers.DefaultShards {
-		name := "activeusers/shards=" + itoa(shards)
-		cs = append(cs, Contender{name, func() Tracker { return activeusers.New(activeusers.WithShards(shards)) }})
-	}
-	return append(cs,
-		Contender{"mutexmap", func() Tracker { return NewMutexMap() }},
-		Contender{"syncmap", func() Tracker { return &SyncMap{} }},
-		Contender{"xsync", func() Tracker { return NewXsyncMap() }},
-		Contender{"floor", func() Tracker { return NewFloor() }},
-	)
+}
+
+// withShards is activeusers with n shards, named for it.
+func withShards(n int) Contender {
+	return Contender{fmt.Sprintf("activeusers/shards=%d", n), func() Tracker { return activeusers.New(activeusers.WithShards(n)) }}
 }
 
 // MutexMap is the design activeusers replaces, the baseline: one mutex over a

@@ -16,7 +16,7 @@ import (
 // Every contender that can count must count the same: a benchmark of a wrong
 // tracker proves nothing.
 func TestContendersCount(t *testing.T) {
-	for _, c := range contenders(4) {
+	for _, c := range append(contenders(), withShards(4)) {
 		t.Run(c.Name, func(t *testing.T) {
 			tr := c.New()
 			defer tr.Close()
@@ -34,7 +34,7 @@ func TestContendersCount(t *testing.T) {
 }
 
 func TestMeasurements(t *testing.T) {
-	c := contenders(64)[0]
+	c := contenders()[0]
 	h := MeasureHeap(c, 50_000)
 	assert.Greater(t, h.BytesPerUser, 10.0, "a table of 12-byte slots")
 	assert.Less(t, h.BytesPerUser, 40.0)

@@ -260,7 +260,7 @@ func main() {
 func run(o options, w io.Writer) error {
 	flag.Set("test.benchtime", o.benchtime.String())
 	var cs []Contender
-	for _, c := range contenders(activeusers.DefaultShards) {
+	for _, c := range contenders() {
 		if o.contenders == nil || o.contenders[c.Name] {
 			cs = append(cs, c)
 		}
@@ -285,7 +285,7 @@ func run(o options, w io.Writer) error {
 		// The shard sweep: the tuning guide's data, and the best count.
 		if o.contenders == nil || o.contenders["activeusers"] {
 			for _, n := range o.shardSweep {
-				c := Contender{fmt.Sprintf("activeusers/shards=%d", n), func() Tracker { return activeusers.New(activeusers.WithShards(n)) }}
+				c := withShards(n)
 				progress("run %d/%d  shard sweep: %d shards", run, o.runs, n)
 				tr := filled(c, o.seenUsers)
 				r := testing.Benchmark(func(b *testing.B) { SeenReturning(b, tr, o.seenUsers, 16) })
@@ -301,7 +301,7 @@ func run(o options, w io.Writer) error {
 				progress("best shard count: %d (default %d)", best, activeusers.DefaultShards)
 			}
 			if run == 1 && best != activeusers.DefaultShards && best > 0 {
-				cs = slices.Insert(cs, 1, Contender{fmt.Sprintf("activeusers/shards=%d", best), func() Tracker { return activeusers.New(activeusers.WithShards(best)) }})
+				cs = slices.Insert(cs, 1, withShards(best))
 			}
 		}
 		for _, procs := range o.procs {

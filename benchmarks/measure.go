@@ -208,5 +208,3 @@ func MeasureLatency(c Contender, users, perMilli int, scrapeEvery, d time.Durati
 	q := func(p float64) time.Duration { return samples[min(int(p*float64(len(samples))), len(samples)-1)] }
 	return Latency{P50: q(0.5), P90: q(0.9), P99: q(0.99), P999: q(0.999), P9999: q(0.9999), Max: samples[len(samples)-1], Calls: total}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
