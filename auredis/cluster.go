@@ -116,6 +116,7 @@ type Cluster struct {
 	lastFull time.Time  // start of the last successful full push
 	token    string     // the key generation that push went to
 	buf      []activeusers.Entry
+	sent     int // accounts the last successful push sent
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -128,7 +129,8 @@ type Cluster struct {
 type Stats struct {
 	// Pushes is the number of successful pushes; Failures of failed ones.
 	Pushes, Failures int
-	// Pushed is the number of accounts sent by the last successful push.
+	// Pushed is the number of accounts the last successful push sent (those
+	// seen since the push before it and still within retention).
 	Pushed int
 	// LastPush is when the last successful push started.
 	LastPush time.Time
@@ -252,7 +254,7 @@ func (c *Cluster) Push(ctx context.Context) error {
 		c.stats.Failures++
 	} else {
 		c.stats.Pushes++
-		c.stats.Pushed = len(c.buf)
+		c.stats.Pushed = c.sent
 		c.stats.LastPush = c.since
 	}
 	c.statsMu.Unlock()
@@ -278,32 +280,36 @@ func (c *Cluster) push(ctx context.Context) error {
 	oldest := start.Unix() - int64(c.t.Retention()/time.Second)
 	// Pipelines of up to 64 batches: a million accounts go in 8 round trips
 	// of 128k members, not one 1M-member request buffered whole in memory.
+	// The last pipeline also trims what is past retention.
 	const batchesPerPipe = 64
 	zs := make([]redis.Z, 0, c.cfg.batch)
-	for i := 0; i < len(c.buf) || i == 0; {
+	sent, i := 0, 0
+	for {
 		pipe := c.rdb.Pipeline()
 		for b := 0; b < batchesPerPipe && i < len(c.buf); b++ {
 			zs = zs[:0]
 			for ; i < len(c.buf) && len(zs) < c.cfg.batch; i++ {
-				e := c.buf[i]
-				if e.Last >= oldest {
+				if e := c.buf[i]; e.Last >= oldest {
 					zs = append(zs, redis.Z{Score: float64(e.Last), Member: member(e.Hash)})
 				}
 			}
 			if len(zs) > 0 {
 				pipe.ZAddGT(ctx, c.key, zs...)
+				sent += len(zs)
 			}
 		}
-		if i >= len(c.buf) {
+		last := i == len(c.buf)
+		if last {
 			pipe.ZRemRangeByScore(ctx, c.key, "-inf", "("+strconv.FormatInt(oldest, 10))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
 		}
-		if i >= len(c.buf) {
+		if last {
 			break
 		}
 	}
+	c.sent = sent
 	c.since, c.token = start, tok
 	if full {
 		c.lastFull = start
