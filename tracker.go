@@ -40,7 +40,8 @@ import (
 //
 // Times have a resolution of one second: Seen records the whole second it was
 // called in, and an account counts in a window if its age (now minus its last
-// second, in whole seconds) is at most the window. Two distinct ids hash to the
+// second, in whole seconds) is at most the window. Only the tracker's clock
+// decides what is past retention: times ahead of it are recorded as its now. Two distinct ids hash to the
 // same 64-bit key, and so count once, with probability about n²/2⁶⁵ for n
 // accounts (3·10⁻⁸ at a million, 3·10⁻⁶ at ten million).
 //
@@ -154,24 +155,38 @@ func (t *Tracker) SeenBytes(uid []byte) {
 	t.seen(xxhash.Sum64(uid), t.nowSec())
 }
 
-// SeenAt records that uid was active at time at. An account's last activity is
-// the latest time it was seen at, whatever the order of calls, so SeenAt with a
-// time earlier than one already recorded changes nothing.
+// SeenAt records that uid was active at time at, for log replay, late
+// arrivals and tests. An account's last activity is the latest time it was
+// seen at, whatever the order of calls, so SeenAt with a time earlier than one
+// already recorded changes nothing. Only the tracker's clock decides what is
+// past retention: a time ahead of the clock is recorded as the clock's now
+// (so it can neither expire other accounts early nor keep this one longer
+// than a Seen would), and a time already past retention is ignored.
 func (t *Tracker) SeenAt(uid string, at time.Time) {
 	if uid == "" {
 		return
 	}
-	t.seen(xxhash.Sum64String(uid), at.Unix())
+	now := t.nowSec()
+	t.record(xxhash.Sum64String(uid), min(at.Unix(), now), now)
 }
 
-func (t *Tracker) seen(h uint64, sec int64) {
+// seen records h as seen now.
+func (t *Tracker) seen(h uint64, now int64) { t.record(h, now, now) }
+
+// record stores h as seen at sec (at most now), pruning by now, the clock's
+// second: the only time that decides what is past retention.
+func (t *Tracker) record(h uint64, sec, now int64) {
 	if h == 0 {
 		h = 1 // 0 marks an empty slot
+	}
+	cutoff, s32 := t.cutoff(now), toSec(sec)
+	if s32 < cutoff {
+		return // already past retention: it would never be counted
 	}
 	m := t.mix.Mix(h)
 	s := &t.shards[m&t.mask]
 	s.mu.Lock()
-	s.tab.Seen(h, m, toSec(sec), uint32(t.retSec))
+	s.tab.Record(h, m, s32, cutoff)
 	s.mu.Unlock()
 }
 
@@ -185,20 +200,26 @@ func (t *Tracker) cutoff(now int64) uint32 { return toSec(now - t.retSec) }
 // goes, so it costs one pass over the table (about 3–4 ms per million
 // accounts) but never holds up Seen for longer than one shard's part of it.
 func (t *Tracker) Counts(windows ...time.Duration) []int {
-	return t.counts(t.nowSec(), windows)
+	now := t.nowSec()
+	return t.counts(now, now, windows)
 }
 
-// CountsAt is Counts as of time now. Ages are measured from now; an account last
-// seen after now has age 0.
-func (t *Tracker) CountsAt(now time.Time, windows ...time.Duration) []int {
-	return t.counts(now.Unix(), windows)
+// CountsAt is Counts as of the instant at, for tests and for reports about a
+// given moment: ages are measured from at, and an account last seen after at
+// has age 0. Which accounts are held is still the clock's business: CountsAt
+// counts only accounts within retention by the clock and deletes only those
+// past it, so asking about any instant, past or future, loses nothing.
+func (t *Tracker) CountsAt(at time.Time, windows ...time.Duration) []int {
+	return t.counts(at.Unix(), t.nowSec(), windows)
 }
 
-func (t *Tracker) counts(now int64, windows []time.Duration) []int {
+// counts measures ages from at and prunes by now, the clock's second.
+func (t *Tracker) counts(at, now int64, windows []time.Duration) []int {
 	counts := make([]int, len(windows))
-	// An account counts in window w if now - last ≤ w, that is last ≥ now - w
-	// (an account seen after now has age 0 and counts in every window). Negative
+	// An account counts in window w if at - last ≤ w, that is last ≥ at - w
+	// (an account seen after at has age 0 and counts in every window). Negative
 	// windows count nothing and are left out of the pass (which still prunes).
+	// Entries older than the cutoff are deleted, never counted, whatever at is.
 	var since []uint32
 	var idx []int
 	for i, w := range windows {
@@ -206,7 +227,7 @@ func (t *Tracker) counts(now int64, windows []time.Duration) []int {
 			continue
 		}
 		secs := min(int64(w/time.Second), t.retSec)
-		since = append(since, toSec(now-secs))
+		since = append(since, toSec(at-secs))
 		idx = append(idx, i)
 	}
 	got := make([]int, len(since))
@@ -214,7 +235,7 @@ func (t *Tracker) counts(now int64, windows []time.Duration) []int {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		s.tab.Count(cutoff, since, got)
+		s.tab.CountAndPrune(cutoff, since, got)
 		s.mu.Unlock()
 	}
 	for k, i := range idx {

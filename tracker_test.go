@@ -19,18 +19,28 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // model is the design this library replaces, kept as the reference the Tracker
 // is checked against: one map from uid to last activity, counted by walking it.
-// It prunes at the retention rather than at the longest window asked for (the
-// original's habit, which makes a 5m scrape erase the 7d history), and clamps
-// windows to the retention, as the Tracker documents.
+// Like the Tracker it lets only the clock decide what is past retention (the
+// original pruned at whatever instant it was asked about, so a 5m scrape or a
+// count "as of next year" erased history), records a time ahead of the clock
+// as the clock's now, and clamps windows to the retention.
 type model struct {
-	last map[string]time.Time
-	ret  time.Duration
+	last  map[string]time.Time
+	ret   time.Duration
+	clock *time.Time // the tracker's clock
 }
 
-func newModel(ret time.Duration) *model { return &model{last: map[string]time.Time{}, ret: ret} }
+func newModel(ret time.Duration, clock *time.Time) *model {
+	return &model{last: map[string]time.Time{}, ret: ret, clock: clock}
+}
 
 func (m *model) seenAt(uid string, at time.Time) {
 	if uid == "" {
+		return
+	}
+	if at.After(*m.clock) {
+		at = *m.clock
+	}
+	if m.clock.Sub(at) > m.ret {
 		return
 	}
 	if old, ok := m.last[uid]; !ok || at.After(old) {
@@ -38,14 +48,16 @@ func (m *model) seenAt(uid string, at time.Time) {
 	}
 }
 
-func (m *model) countsAt(now time.Time, windows ...time.Duration) []int {
+// countsAt measures ages from at; what is past retention by the clock is
+// dropped and never counted.
+func (m *model) countsAt(at time.Time, windows ...time.Duration) []int {
 	counts := make([]int, len(windows))
-	for uid, at := range m.last {
-		age := max(now.Sub(at), 0)
-		if age > m.ret {
+	for uid, last := range m.last {
+		if m.clock.Sub(last) > m.ret {
 			delete(m.last, uid)
 			continue
 		}
+		age := max(at.Sub(last), 0)
 		for i, w := range windows {
 			if age <= min(w, m.ret) {
 				counts[i]++
@@ -61,44 +73,84 @@ func sec(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
 
 func fixed(now *time.Time) Option { return WithClock(func() time.Time { return *now }) }
 
-// TestSteps walks a tracker through a history on a fake clock, one step a row.
-func TestSteps(t *testing.T) {
+// TestSlidingWindows walks a tracker through a history on a fake clock, one
+// step a row: windows are inclusive, clamp to the retention, and only the clock
+// expires an account.
+func TestSlidingWindows(t *testing.T) {
 	const h, d = time.Hour, 24 * time.Hour
-	tr := New(WithRetention(7 * d))
-	defer tr.Close()
+	var now time.Time
+	tr := New(WithRetention(7*d), fixed(&now))
 	steps := []struct {
-		seen   string // uid seen at t (may be empty)
-		t      time.Time
-		counts []int // Counts(1h, 24h, 7d, 30d) at t, if not nil
+		clock  time.Time
+		seen   string        // uid seen now (may be empty)
+		at     time.Duration // CountsAt(clock+at, 1h, 24h, 7d, 30d)
+		counts []int
 	}{
-		{"a", t0, []int{1, 1, 1, 1}},
-		{"b", t0.Add(h), []int{2, 2, 2, 2}},                 // a's age is exactly 1h: inclusive
-		{"", t0.Add(h + time.Second), []int{1, 2, 2, 2}},    // a is 1h1s old
-		{"a", t0.Add(-30 * time.Minute), []int{2, 2, 2, 2}}, // an earlier time does not move a back; counted from before t0, a and b are "in the future": age 0
-		{"", t0.Add(25 * h), []int{0, 1, 2, 2}},             // b is exactly 24h old
-		{"", t0.Add(7 * d), []int{0, 0, 2, 2}},              // a is exactly 7d old: still kept
-		{"", t0.Add(7*d + time.Second), []int{0, 0, 1, 1}},  // a is past retention; 30d counts as 7d
-		{"", t0.Add(7*d + h + time.Second), []int{0, 0, 0, 0}},
+		{t0, "a", 0, []int{1, 1, 1, 1}},
+		{t0.Add(h), "b", 0, []int{2, 2, 2, 2}},                     // a's age is exactly 1h: inclusive
+		{t0.Add(h + time.Second), "", 0, []int{1, 2, 2, 2}},        // a is 1h1s old
+		{t0.Add(h + time.Second), "", -h, []int{2, 2, 2, 2}},       // as of an hour ago both have age 0 (b is "in the future")
+		{t0.Add(h + time.Second), "", 8 * d, []int{0, 0, 0, 0}},    // as of 8 days ahead: nobody, and nothing deleted
+		{t0.Add(-30 * time.Minute), "a", 0, []int{2, 2, 2, 2}},     // the clock steps back: a stays at t0, both age 0
+		{t0.Add(25 * h), "", 0, []int{0, 1, 2, 2}},                 // b is exactly 24h old
+		{t0.Add(7 * d), "", 0, []int{0, 0, 2, 2}},                  // a is exactly 7d old: still kept
+		{t0.Add(7*d + time.Second), "", 0, []int{0, 0, 1, 1}},      // a is past retention; 30d counts as 7d
+		{t0.Add(7*d + time.Second), "", -7 * d, []int{1, 1, 1, 1}}, // as of t0+1s, but a is gone by the clock
+		{t0.Add(7*d + h + time.Second), "", 0, []int{0, 0, 0, 0}},
 	}
 	for i, s := range steps {
+		now = s.clock
 		if s.seen != "" {
-			tr.SeenAt(s.seen, s.t)
+			tr.Seen(s.seen)
 		}
-		if s.counts != nil {
-			got := tr.CountsAt(s.t, h, d, 7*d, 30*d)
-			assert.Equal(t, s.counts, got, "step %d at %v", i, s.t.Sub(t0))
-		}
+		got := tr.CountsAt(now.Add(s.at), h, d, 7*d, 30*d)
+		assert.Equal(t, s.counts, got, "step %d at %v", i, now.Sub(t0))
 	}
 	assert.Equal(t, 0, tr.Len(), "Counts prunes what is past retention")
 }
 
+// TestTimeAheadOfClockDeletesNothing is the reported loss: accounts 6.5 days
+// old, inside a 7-day retention, must survive SeenAt a day ahead of the clock,
+// CountsAt a year ahead, and SeenAt in the year 3000 (which must not keep an
+// account for centuries either).
+func TestTimeAheadOfClockDeletesNothing(t *testing.T) {
+	for _, shards := range []int{1, 256} {
+		t.Run(fmt.Sprint("shards=", shards), func(t *testing.T) {
+			now := t0
+			tr := New(WithShards(shards), fixed(&now))
+			for i := range 1000 {
+				tr.SeenAt("old"+strconv.Itoa(i), now.Add(-156*time.Hour))
+			}
+			for i := range 50 {
+				tr.SeenAt("ahead"+strconv.Itoa(i), now.Add(24*time.Hour))
+			}
+			week := 7 * 24 * time.Hour
+			assert.Equal(t, []int{1050, 50}, tr.Counts(week, 0), "the day-ahead times are recorded as now")
+			assert.Equal(t, []int{0}, tr.CountsAt(now.AddDate(1, 0, 0), week), "nobody is active a year on")
+			assert.Equal(t, 1050, tr.Len(), "and asking deleted nothing")
+			tr.SeenAt("far", time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC))
+			assert.Equal(t, []int{1051, 51}, tr.Counts(week, 0))
+			now = now.Add(week + time.Second)
+			assert.Equal(t, []int{0}, tr.Counts(week), "the year-3000 account expires a week later like any other")
+		})
+	}
+}
+
 // TestAgainstModel drives the Tracker and the model through random histories on
-// a fake clock that never goes back, with late arrivals (SeenAt times before the
-// clock, some beyond retention), and compares every Counts answer.
+// a fake clock that never goes back (TestClockStepsBack covers that), with late arrivals
+// (some beyond retention), times ahead of the clock, far-off instants, and
+// counts as of past and future instants, and compares every answer.
 func TestAgainstModel(t *testing.T) {
-	for seed := range uint64(40) {
+	for seed := range uint64(60) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { runAgainstModel(t, seed, 400) })
 	}
+}
+
+// farOff are instants a user reaches by accident: the epoch and before, the
+// end of the stored range and past it.
+var farOff = []time.Time{
+	time.Unix(0, 0), time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC),
+	time.Unix(1<<32-1, 0), time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC),
 }
 
 func runAgainstModel(t *testing.T, seed uint64, steps int) {
@@ -107,19 +159,27 @@ func runAgainstModel(t *testing.T, seed uint64, steps int) {
 	shards := []int{1, 2, 4, 64}[r.IntN(4)]
 	now := t0
 	tr := New(WithRetention(ret), WithShards(shards), fixed(&now))
-	m := newModel(ret)
+	m := newModel(ret, &now)
 	users := 1 + r.IntN(3000)
 	windows := []time.Duration{0, time.Second, ret / 2, ret, ret + time.Second, 10 * ret, -time.Second, 1500 * time.Millisecond}
+	// offset is a time near now: behind or ahead by up to twice the retention.
+	offset := func() time.Duration {
+		return time.Duration(r.IntN(int(4*ret/time.Second))-int(2*ret/time.Second)) * time.Second
+	}
 	for range steps {
 		now = now.Add(time.Duration(r.IntN(4)) * time.Second)
 		for range r.IntN(200) {
 			uid := "u" + strconv.Itoa(r.IntN(users))
-			switch r.IntN(4) {
-			case 0: // a late arrival, possibly older than the retention
-				at := now.Add(-time.Duration(r.IntN(int(2*ret/time.Second))) * time.Second)
+			switch r.IntN(6) {
+			case 0: // a late arrival or a time ahead of the clock
+				at := now.Add(offset())
 				tr.SeenAt(uid, at)
 				m.seenAt(uid, at)
 			case 1:
+				at := farOff[r.IntN(len(farOff))]
+				tr.SeenAt(uid, at)
+				m.seenAt(uid, at)
+			case 2:
 				tr.SeenBytes([]byte(uid))
 				m.seenAt(uid, now)
 			default:
@@ -128,47 +188,66 @@ func runAgainstModel(t *testing.T, seed uint64, steps int) {
 			}
 		}
 		if r.IntN(3) == 0 {
-			ws := make([]time.Duration, 1+r.IntN(4))
+			ws := make([]time.Duration, 1+r.IntN(5))
 			for i := range ws {
 				ws[i] = windows[r.IntN(len(windows))]
 			}
-			want := m.countsAt(now, ws...)
-			got := tr.CountsAt(now, ws...)
-			require.Equal(t, want, got, "at %v, windows %v", now.Sub(t0), ws)
+			at := now
+			switch r.IntN(4) {
+			case 0:
+				at = now.Add(offset())
+			case 1:
+				at = farOff[r.IntN(len(farOff))]
+			}
+			want := m.countsAt(at, ws...)
+			got := tr.CountsAt(at, ws...)
+			require.Equal(t, want, got, "clock %v, as of %v, windows %v", now.Sub(t0), at.Sub(now), ws)
 			require.Equal(t, len(m.last), tr.Len(), "after Counts, Len is what the model keeps")
 		}
 	}
 }
 
 // FuzzAgainstModel reads a history from the fuzzer's bytes: each byte is one
-// step (advance the clock, see a uid now or late, or count).
+// step (move the clock on, see a uid now, late or ahead of the clock,
+// or count as of now, the past or the future).
 func FuzzAgainstModel(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 255, 128, 64})
 	f.Add([]byte("the quick brown fox jumps over the lazy dog"))
+	f.Add([]byte{2, 10, 18, 6, 8 + 6, 255, 7, 15, 0, 8, 7})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		const ret = 20 * time.Second
 		now := t0
 		tr := New(WithRetention(ret), WithShards(2), fixed(&now))
-		m := newModel(ret)
+		m := newModel(ret, &now)
 		for _, op := range ops {
-			uid := "u" + strconv.Itoa(int(op>>3))
+			arg := int(op >> 3) // 0..31
+			uid := "u" + strconv.Itoa(arg)
+			off := time.Duration(arg-16) * 2 * time.Second // -32s..+30s
+			ws := []time.Duration{0, time.Duration(arg) * time.Second, ret, 2 * ret}
 			switch op & 7 {
-			case 0, 1:
-				now = now.Add(time.Duration(op>>3) * time.Second)
-			case 2, 3, 4:
+			case 0:
+				now = now.Add(time.Duration(arg) * time.Second)
+			case 1:
+				now = now.Add(2 * time.Duration(arg) * time.Second)
+			case 2, 3:
 				tr.Seen(uid)
 				m.seenAt(uid, now)
+			case 4:
+				tr.SeenAt(uid, now.Add(off))
+				m.seenAt(uid, now.Add(off))
 			case 5:
-				at := now.Add(-time.Duration(op>>3) * time.Second)
+				at := farOff[arg%len(farOff)]
 				tr.SeenAt(uid, at)
 				m.seenAt(uid, at)
-			default:
-				ws := []time.Duration{0, time.Duration(op>>3) * time.Second, ret, 2 * ret}
+			case 6:
 				require.Equal(t, m.countsAt(now, ws...), tr.CountsAt(now, ws...))
+			default:
+				require.Equal(t, m.countsAt(now.Add(off), ws...), tr.CountsAt(now.Add(off), ws...), "as of %v", off)
 			}
 		}
 		ws := []time.Duration{0, ret / 2, ret}
 		require.Equal(t, m.countsAt(now, ws...), tr.CountsAt(now, ws...))
+		require.Equal(t, len(m.last), tr.Len())
 	})
 }
 
@@ -183,10 +262,12 @@ func TestClockStepsBack(t *testing.T) {
 	assert.Equal(t, []int{2, 2}, tr.Counts(0, time.Second))
 	now = sec(1000)
 	assert.Equal(t, []int{1, 2}, tr.Counts(0, 100*time.Second))
-	// Far before 1970 and after 2106 clamp into the stored range rather than wrap.
+	// Far before 1970 is past retention and ignored; after 2106 is ahead of
+	// the clock and recorded as now.
 	tr.SeenAt("old", time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC))
 	tr.SeenAt("new", time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
-	assert.Equal(t, []int{2, 3}, tr.Counts(0, 100*time.Second), "the future one has age 0; the ancient one is past retention")
+	assert.Equal(t, []int{2, 3}, tr.Counts(0, 100*time.Second))
+	assert.Equal(t, 3, tr.Len())
 }
 
 func TestUIDs(t *testing.T) {

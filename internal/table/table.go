@@ -142,11 +142,14 @@ func (t *Table) find(key, m uint64) (*slot, bool) {
 	}
 }
 
-// Seen records key (whose placement hash is m, and which is not 0) as seen at
-// sec (which is not 0), keeping the later of sec and any time already held. An
-// insert also does the upkeep: entries more than ret seconds older than sec
-// may be deleted. It reports whether the key was new.
-func (t *Table) Seen(key, m uint64, sec, ret uint32) bool {
+// Record records key (whose placement hash is m, and which is not 0) as seen
+// at sec (which is not 0), keeping the later of sec and any time already held,
+// and reports whether the key was new. A new key also pays for the table's
+// upkeep: the incremental sweep of SweepStep slots and, when the table is full,
+// a whole prune and perhaps a resize, all deleting only entries older than
+// cutoff. The caller derives cutoff from its clock, never from sec: a time from
+// the future must not expire entries its clock still retains.
+func (t *Table) Record(key, m uint64, sec, cutoff uint32) bool {
 	e, found := t.find(key, m)
 	if found {
 		if sec > e.sec {
@@ -156,12 +159,6 @@ func (t *Table) Seen(key, m uint64, sec, ret uint32) bool {
 	}
 	*e = slot{lo: uint32(key), hi: uint32(key >> 32), sec: sec}
 	t.n++
-	// The cutoff is worked out here, not by the caller, so that a returning
-	// key (the common case) does not pay for it.
-	cutoff := uint32(1)
-	if sec > ret {
-		cutoff = sec - ret
-	}
 	t.Sweep(SweepStep, cutoff)
 	if t.n*maxLoadDen > len(t.slots)*maxLoadNum {
 		t.Prune(cutoff)
@@ -172,7 +169,7 @@ func (t *Table) Seen(key, m uint64, sec, ret uint32) bool {
 	return true
 }
 
-// Merge is Seen without the upkeep, for bulk loads that prune once at the end:
+// Merge is Record without the upkeep, for bulk loads that prune once at the end:
 // the key's time becomes the later of sec and what is held. It grows the table
 // as needed.
 func (t *Table) Merge(key, m uint64, sec uint32) {
@@ -241,18 +238,18 @@ func (t *Table) deleteAt(i int) {
 // Prune deletes every entry older than cutoff and shrinks the table if that
 // left it mostly empty.
 func (t *Table) Prune(cutoff uint32) {
-	t.Count(cutoff, nil, nil)
+	t.CountAndPrune(cutoff, nil, nil)
 }
 
-// Count adds to counts[k] the number of entries seen at or after since[k]
-// (which must not be 0). Entries older than cutoff are deleted on the way, and
-// the table shrinks if that left it mostly empty.
+// CountAndPrune adds to counts[k] the number of entries seen at or after
+// since[k] (which must not be 0). Entries older than cutoff are deleted on the
+// way and never counted, and the table shrinks if that left it mostly empty.
 //
 // The pass starts just after an empty slot and wraps round to it: backward
 // shifts never cross an empty slot, so every move during the pass goes from a
 // slot not yet visited to the current one or later, and no entry is counted
 // twice or missed.
-func (t *Table) Count(cutoff uint32, since []uint32, counts []int) {
+func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
 	start := 0
 	for !t.slots[start].empty() {
 		start++ // the load factor is at most 0.8: an empty slot exists
@@ -382,13 +379,6 @@ func countRest(s []slot, since []uint32, counts []int) {
 			}
 		}
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func (t *Table) maybeShrink() {

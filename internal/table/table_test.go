@@ -59,7 +59,7 @@ func TestAgainstMap(t *testing.T) {
 			case op < 80:
 				k := 1 + r.Uint64N(uint64(keys))
 				sec := now - uint32(r.IntN(150))
-				tb.Seen(k, mix.Mix(k), sec, 100)
+				tb.Record(k, mix.Mix(k), sec, cutoff)
 				if old, ok := ref[k]; !ok || sec > old {
 					ref[k] = sec
 				}
@@ -79,7 +79,7 @@ func TestAgainstMap(t *testing.T) {
 				// A random number of them, to take each specialised path.
 				since := []uint32{now, now - 10, now - 50, now - 100, 1, now - 3}[:1+r.IntN(6)]
 				got := make([]int, len(since))
-				tb.Count(cutoff, since, got)
+				tb.CountAndPrune(cutoff, since, got)
 				deleteOld()
 				want := make([]int, len(since))
 				for _, s := range ref {
@@ -146,7 +146,7 @@ func TestWalkWraps(t *testing.T) {
 			}
 		}
 		got := []int{0}
-		tb.Count(50, []uint32{1}, got)
+		tb.CountAndPrune(50, []uint32{1}, got)
 		if got[0] != live || tb.Len() != live {
 			t.Fatalf("trial %d: counted %d, len %d, want %d", trial, got[0], tb.Len(), live)
 		}
@@ -164,7 +164,7 @@ func TestChurnStaysPruned(t *testing.T) {
 	k := uint64(1)
 	for now := uint32(1); now < 10*ret*20; now++ { // 20 retentions over
 		for range perSec {
-			tb.Seen(k, mix.Mix(k), now, ret)
+			tb.Record(k, mix.Mix(k), now, now-min(now, ret))
 			k++
 		}
 		if now > 2*ret {
