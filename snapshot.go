@@ -1,7 +1,6 @@
 package activeusers
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -10,6 +9,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"os"
 	"slices"
 )
 
@@ -112,100 +112,201 @@ func encodeSnapshot(now, retSec int64, es []entry) []byte {
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// decodeSnapshot parses a whole snapshot. It allocates in proportion to the
-// bytes given, never to the counts they claim.
-func decodeSnapshot(b []byte) (now int64, es []entry, err error) {
-	if len(b) < len(snapMagic) || string(b[:len(snapMagic)]) != snapMagic {
-		return 0, nil, badSnapshot("not a snapshot (wrong magic bytes)")
+// snapReader hands out a snapshot's bytes from a fixed buffer refilled from r,
+// folding each byte into the checksum as it is consumed. Reading in pieces is
+// what lets a decoder refuse a file by its first bytes: a 2 GiB file that is
+// not a snapshot costs one buffer, not 2 GiB of memory.
+type snapReader struct {
+	r      io.Reader
+	buf    []byte
+	pos    int    // next unread byte
+	end    int    // end of the bytes read into buf
+	summed int    // buf[:summed] is folded into crc
+	crc    uint32 // CRC-32C of the bytes consumed so far
+	err    error  // the read error that ended the input (io.EOF at its end)
+	n      int64  // bytes read from r
+}
+
+// snapReadBuf is the read buffer: large enough that the reads are few, small
+// enough that refusing a bad file costs nothing.
+const snapReadBuf = 64 << 10
+
+// fill makes at least k (≤ snapReadBuf) unread bytes available, unless the
+// input ends first, and reports whether it did.
+func (s *snapReader) fill(k int) bool {
+	for s.end-s.pos < k && s.err == nil {
+		if s.buf == nil {
+			s.buf = make([]byte, snapReadBuf)
+		}
+		if s.end == len(s.buf) { // keep what is unread; drop what is summed
+			s.sum()
+			s.end = copy(s.buf, s.buf[s.pos:s.end])
+			s.pos, s.summed = 0, 0
+		}
+		n, err := s.r.Read(s.buf[s.end:])
+		s.end += n
+		s.n += int64(n)
+		if err != nil {
+			s.err = err
+		} else if n == 0 {
+			s.err = io.ErrNoProgress
+		}
 	}
-	if len(b) < snapHeader+snapTrailer {
-		return 0, nil, badSnapshot("truncated: %d bytes is shorter than the header", len(b))
+	return s.end-s.pos >= k
+}
+
+// sum folds the consumed bytes into the checksum.
+func (s *snapReader) sum() {
+	s.crc = crc32.Update(s.crc, castagnoli, s.buf[s.summed:s.pos])
+	s.summed = s.pos
+}
+
+// readErr is the error for input that ended too soon: the reader's own error,
+// or truncation.
+func (s *snapReader) readErr(format string, args ...any) error {
+	if s.err != nil && s.err != io.EOF {
+		return fmt.Errorf("activeusers: reading snapshot: %w", s.err)
 	}
-	if v := binary.LittleEndian.Uint16(b[8:]); v != snapVersion {
-		return 0, nil, badSnapshot("unsupported version %d (this build reads version %d)", v, snapVersion)
+	return badSnapshot(format, args...)
+}
+
+// decodeSnapshot reads one whole snapshot from r, checking the header before
+// anything else, and r must end with it. It allocates in proportion to the
+// entries actually read, never to the count the header claims, and reads no
+// further than that count can take. sizeHint, if not negative, is how many
+// bytes r holds: it lets a count the bytes cannot hold be refused at once.
+func decodeSnapshot(r io.Reader, sizeHint int64) (now int64, es []entry, read int64, err error) {
+	s := &snapReader{r: r}
+	defer func() { read = s.n }()
+	s.fill(snapHeader)
+	h := s.buf[s.pos:s.end]
+	if len(h) < len(snapMagic) || string(h[:len(snapMagic)]) != snapMagic {
+		if len(h) < len(snapMagic) && s.err != nil && s.err != io.EOF {
+			return 0, nil, 0, s.readErr("")
+		}
+		return 0, nil, 0, badSnapshot("not a snapshot (wrong magic bytes)")
 	}
-	body, sum := b[:len(b)-snapTrailer], binary.LittleEndian.Uint32(b[len(b)-snapTrailer:])
-	if got := crc32.Checksum(body, castagnoli); got != sum {
-		return 0, nil, badSnapshot("checksum mismatch (truncated or corrupt): stored %08x, computed %08x", sum, got)
+	if len(h) < snapHeader {
+		return 0, nil, 0, s.readErr("truncated: %d bytes is shorter than the header", len(h))
 	}
-	if b[10] != snapHashXX {
-		return 0, nil, badSnapshot("unknown hash function %d (this build writes xxhash64, 1)", b[10])
+	if v := binary.LittleEndian.Uint16(h[8:]); v != snapVersion {
+		return 0, nil, 0, badSnapshot("unsupported version %d (this build reads version %d)", v, snapVersion)
 	}
-	if r := binary.LittleEndian.Uint32(b[12:]); r != 1 {
-		return 0, nil, badSnapshot("unsupported resolution of %d seconds (this build keeps 1)", r)
+	if h[10] != snapHashXX {
+		return 0, nil, 0, badSnapshot("unknown hash function %d (this build writes xxhash64, 1)", h[10])
 	}
-	now = int64(binary.LittleEndian.Uint64(b[16:]))
-	count := binary.LittleEndian.Uint64(b[24:])
-	low := int(b[32])
+	if r := binary.LittleEndian.Uint32(h[12:]); r != 1 {
+		return 0, nil, 0, badSnapshot("unsupported resolution of %d seconds (this build keeps 1)", r)
+	}
+	now = int64(binary.LittleEndian.Uint64(h[16:]))
+	count := binary.LittleEndian.Uint64(h[24:])
+	low := int(h[32])
 	if count > MaxSnapshotEntries {
-		return 0, nil, badSnapshot("oversized: %d entries, more than the %d allowed", count, uint64(MaxSnapshotEntries))
+		return 0, nil, 0, badSnapshot("oversized: %d entries, more than the %d allowed", count, uint64(MaxSnapshotEntries))
 	}
 	if low > 8 {
-		return 0, nil, badSnapshot("corrupt header: %d raw gap bytes", low)
+		return 0, nil, 0, badSnapshot("corrupt header: %d raw gap bytes", low)
 	}
 	if now < 0 || now > math.MaxUint32 {
-		return 0, nil, badSnapshot("corrupt header: snapshot time %d is outside 1970–2106", now)
+		return 0, nil, 0, badSnapshot("corrupt header: snapshot time %d is outside 1970–2106", now)
 	}
-	p := body[snapHeader:]
 	// Each entry takes at least 2+low bytes: a count that cannot fit is
-	// refused before anything is allocated for it.
-	if count > uint64(len(p))/uint64(2+low) {
-		return 0, nil, badSnapshot("truncated: %d entries declared in %d bytes", count, len(p))
+	// refused before anything is allocated or read for it.
+	if body := sizeHint - snapHeader - snapTrailer; sizeHint >= 0 && count > uint64(max(body, 0))/uint64(2+low) {
+		return 0, nil, 0, badSnapshot("truncated: %d entries declared in %d bytes", count, max(body, 0))
 	}
-	es = make([]entry, 0, count)
+	s.pos += snapHeader
+	// Grow as entries arrive rather than trust the count: a hostile header
+	// then costs what its bytes are worth.
+	es = make([]entry, 0, min(count, 1<<16))
 	var prev uint64
 	for i := range count {
+		s.fill(maxEntryBytes) // fewer at the end of the input
+		p := s.buf[s.pos:s.end]
 		hi, n := binary.Uvarint(p)
-		if n <= 0 || len(p) < n+low {
-			return 0, nil, badSnapshot("corrupt entry %d", i)
+		if n == 0 || len(p) < n+low {
+			return 0, nil, 0, s.readErr("truncated: the input ends in entry %d of %d", i, count)
 		}
-		p = p[n:]
+		if n < 0 {
+			return 0, nil, 0, badSnapshot("corrupt entry %d: bad gap", i)
+		}
 		var lo uint64
 		for k := range low {
-			lo |= uint64(p[k]) << (8 * k)
+			lo |= uint64(p[n+k]) << (8 * k)
 		}
-		p = p[low:]
 		if low > 0 && hi > math.MaxUint64>>(8*low) {
-			return 0, nil, badSnapshot("corrupt entry %d: gap overflows 64 bits", i)
+			return 0, nil, 0, badSnapshot("corrupt entry %d: gap overflows 64 bits", i)
 		}
 		gap := hi<<(8*low) | lo
 		if (gap == 0 && i > 0) || gap > math.MaxUint64-prev || prev+gap == 0 {
-			return 0, nil, badSnapshot("corrupt entry %d: hashes not strictly increasing", i)
+			return 0, nil, 0, badSnapshot("corrupt entry %d: hashes not strictly increasing", i)
 		}
 		prev += gap
-		age, n := binary.Uvarint(p)
-		if n <= 0 || age > math.MaxUint32 {
-			return 0, nil, badSnapshot("corrupt entry %d: bad age", i)
+		age, m := binary.Uvarint(p[n+low:])
+		if m == 0 {
+			return 0, nil, 0, s.readErr("truncated: the input ends in entry %d of %d", i, count)
 		}
-		p = p[n:]
+		if m < 0 || age > math.MaxUint32 {
+			return 0, nil, 0, badSnapshot("corrupt entry %d: bad age", i)
+		}
+		s.pos += n + low + m
 		es = append(es, entry{hash: prev, sec: toSec(now - int64(age))})
 	}
-	if len(p) != 0 {
-		return 0, nil, badSnapshot("corrupt: %d bytes after the last entry", len(p))
+	s.sum()
+	if !s.fill(snapTrailer) {
+		return 0, nil, 0, s.readErr("truncated: the input ends in the checksum")
 	}
-	return now, es, nil
+	if sum := binary.LittleEndian.Uint32(s.buf[s.pos:]); sum != s.crc {
+		return 0, nil, 0, badSnapshot("checksum mismatch (corrupt): stored %08x, computed %08x", sum, s.crc)
+	}
+	s.pos += snapTrailer
+	if s.fill(1) {
+		return 0, nil, 0, badSnapshot("corrupt: bytes after the last entry's checksum (the header declares %d entries)", count)
+	}
+	if s.err != io.EOF {
+		return 0, nil, 0, s.readErr("")
+	}
+	return now, es, s.n, nil
 }
 
-// ReadFrom reads a snapshot from r until EOF and merges it in: for each
-// account the later of the two times wins, so loading is idempotent and
-// loading several instances' snapshots gives their union. Entries already past
-// retention are skipped and times in the future are clamped to now.
+// ReadFrom reads a snapshot from r and merges it in: for each account the
+// later of the two times wins, so loading is idempotent and loading several
+// instances' snapshots gives their union. Entries already past retention are
+// skipped and times ahead of the tracker's clock are recorded as its now.
 //
-// Loading is all or nothing: if r does not hold a valid snapshot, ReadFrom
-// returns an error wrapping ErrBadSnapshot that says what is wrong, and the
-// tracker is exactly as it was. It returns the bytes read.
+// Loading is all or nothing: if r does not hold exactly one valid snapshot,
+// ReadFrom returns an error wrapping ErrBadSnapshot that says what is wrong
+// (or the reader's own error), and the tracker is exactly as it was. The
+// header is checked first and the read goes no further than the entries it
+// declares, so input that is not a snapshot is refused after its first bytes.
+// Memory is proportional to the entries read. It returns the bytes read.
 func (t *Tracker) ReadFrom(r io.Reader) (int64, error) {
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r, snapHeader+MaxSnapshotEntries*maxEntryBytes+snapTrailer))
-	if err != nil {
-		return n, fmt.Errorf("activeusers: reading snapshot: %w", err)
-	}
-	_, es, err := decodeSnapshot(buf.Bytes())
+	_, es, n, err := decodeSnapshot(r, sizeOf(r))
 	if err != nil {
 		return n, err
 	}
 	t.merge(es)
 	return n, nil
+}
+
+// sizeOf is how many bytes r has left to read, if it can say cheaply; -1
+// otherwise.
+func sizeOf(r io.Reader) int64 {
+	switch r := r.(type) {
+	case interface{ Len() int }: // bytes.Reader, bytes.Buffer, strings.Reader
+		return int64(r.Len())
+	case *os.File:
+		fi, err := r.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return -1
+		}
+		off, err := r.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return -1
+		}
+		return fi.Size() - off
+	}
+	return -1
 }
 
 // merge adds entries, later time winning, one shard at a time.

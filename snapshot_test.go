@@ -5,11 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -55,7 +58,7 @@ func TestSnapshotMergeIsUnion(t *testing.T) {
 	a := New(fixed(&now))
 	b := New(fixed(&now))
 	both := New(fixed(&now))
-	m := newModel(DefaultRetention)
+	m := newModel(DefaultRetention, &now)
 	for i := range 3000 {
 		at := now.Add(-time.Duration(i%500) * time.Minute)
 		uid := "u" + strconv.Itoa(i%1200)
@@ -142,13 +145,16 @@ func TestSnapshotBadInput(t *testing.T) {
 		{"text", []byte("{\"users\": 3}"), "wrong magic"},
 		{"header cut", good[:20], "shorter than the header"},
 		{"version", mod(func(b []byte) []byte { b[8] = 9; return resum(b) }), "unsupported version 9"},
-		{"truncated", good[:len(good)-30], "checksum mismatch"},
+		{"truncated", good[:len(good)-30], "truncated: the input ends in entry"},
+		{"checksum cut", good[:len(good)-2], "truncated: the input ends in the checksum"},
+		{"trailing bytes", append(bytes.Clone(good), 0), "bytes after the last entry"},
+		{"two snapshots", append(bytes.Clone(good), good...), "bytes after the last entry"},
 		{"bit flip", mod(func(b []byte) []byte { b[100] ^= 4; return b }), "checksum mismatch"},
 		{"hash", mod(func(b []byte) []byte { b[10] = 2; return resum(b) }), "unknown hash function 2"},
 		{"resolution", mod(func(b []byte) []byte { b[12] = 60; return resum(b) }), "resolution of 60 seconds"},
 		{"oversized", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 1<<40); return resum(b) }), "oversized"},
 		{"count too big for bytes", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 1<<20); return resum(b) }), "entries declared in"},
-		{"count too small", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 299); return resum(b) }), "bytes after the last entry"},
+		{"count too small", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 299); return resum(b) }), "checksum mismatch"},
 		{"low bytes", mod(func(b []byte) []byte { b[32] = 9; return resum(b) }), "raw gap bytes"},
 		{"time", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[16:], 1<<63); return resum(b) }), "outside 1970–2106"},
 	}
@@ -157,7 +163,15 @@ func TestSnapshotBadInput(t *testing.T) {
 			tr := New(fixed(&now))
 			tr.Seen("keep")
 			before := tr.Counts(snapWindows...)
-			_, err := tr.ReadFrom(bytes.NewReader(c.in))
+			// A reader that cannot tell its size, and hands out one byte at a
+			// time, must be refused the same way as one that can.
+			_, err := tr.ReadFrom(iotest.OneByteReader(bytes.NewReader(c.in)))
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, ErrBadSnapshot), "%v wraps ErrBadSnapshot", err)
+			if c.name != "count too big for bytes" { // refused early only when the size is known
+				assert.Contains(t, err.Error(), c.want)
+			}
+			_, err = tr.ReadFrom(bytes.NewReader(c.in))
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, ErrBadSnapshot), "%v wraps ErrBadSnapshot", err)
 			assert.Contains(t, err.Error(), c.want)
@@ -165,6 +179,76 @@ func TestSnapshotBadInput(t *testing.T) {
 			assert.Equal(t, 1, tr.Len())
 		})
 	}
+}
+
+// TestSnapshotReaders: a valid snapshot read in pieces of any size decodes the
+// same, and a reader's own error is returned as it is, not as a bad snapshot.
+func TestSnapshotReaders(t *testing.T) {
+	now := t0
+	src, b := snapshotOf(t, &now, 20000) // several read buffers' worth
+	for name, r := range map[string]io.Reader{
+		"one byte at a time": iotest.OneByteReader(bytes.NewReader(b)),
+		"half reads":         iotest.HalfReader(bytes.NewReader(b)),
+		"data with EOF":      iotest.DataErrReader(bytes.NewReader(b)),
+	} {
+		dst := New(fixed(&now), WithRetention(48*time.Hour))
+		n, err := dst.ReadFrom(r)
+		require.NoError(t, err, name)
+		assert.Equal(t, int64(len(b)), n, name)
+		assert.Equal(t, src.Counts(snapWindows...), dst.Counts(snapWindows...), name)
+	}
+	boom := errors.New("disk on fire")
+	for _, cut := range []int{0, 5, 100, len(b) - 1} {
+		tr := New(fixed(&now))
+		_, err := tr.ReadFrom(io.MultiReader(bytes.NewReader(b[:cut]), iotest.ErrReader(boom)))
+		require.ErrorIs(t, err, boom, "cut at %d", cut)
+		assert.NotErrorIs(t, err, ErrBadSnapshot)
+		assert.Zero(t, tr.Len())
+	}
+}
+
+// TestHugeFileRefusedCheaply: a 2 GiB sparse file of zeros is not a snapshot,
+// and one whose header is valid but whose entries are zeros is not either;
+// both are refused by their first bytes, with a few MiB allocated at most.
+func TestHugeFileRefusedCheaply(t *testing.T) {
+	now := t0
+	_, good := snapshotOf(t, &now, 10)
+	for name, head := range map[string][]byte{
+		"zeros":              nil,
+		"valid header, 2^32": withCount(good, 1<<32), // more than 2 GiB can hold
+		"valid header, 2^26": withCount(good, 1<<26), // fits: the zero entries give it away
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "huge.snap")
+			f, err := os.Create(path)
+			require.NoError(t, err)
+			_, err = f.Write(head)
+			require.NoError(t, err)
+			require.NoError(t, f.Truncate(2<<30)) // sparse: no disk used
+			require.NoError(t, f.Close())
+
+			tr := New(fixed(&now))
+			tr.Seen("keep")
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			err = tr.LoadFile(path)
+			took := time.Since(start)
+			runtime.ReadMemStats(&after)
+			require.ErrorIs(t, err, ErrBadSnapshot)
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("refused in %v with %d KiB allocated: %v", took, alloc>>10, err)
+			assert.Less(t, alloc, uint64(4<<20), "bytes allocated to refuse it")
+			assert.Equal(t, 1, tr.Len())
+		})
+	}
+}
+
+// withCount is a snapshot's header declaring count entries.
+func withCount(snap []byte, count uint64) []byte {
+	h := bytes.Clone(snap[:snapHeader])
+	binary.LittleEndian.PutUint64(h[24:], count)
+	return h
 }
 
 func TestSnapshotFiles(t *testing.T) {
@@ -253,7 +337,7 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	f.Add([]byte(snapMagic))
 	f.Add([]byte("not a snapshot"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		when, es, err := decodeSnapshot(b)
+		when, es, _, err := decodeSnapshot(bytes.NewReader(b), -1)
 		if err != nil {
 			require.ErrorIs(t, err, ErrBadSnapshot)
 			return
@@ -263,7 +347,7 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			require.Less(t, es[i-1].hash, es[i].hash)
 		}
 		// What decodes re-encodes to the same entries.
-		_, again, err := decodeSnapshot(encodeSnapshot(when, DefaultRetention.Milliseconds()/1000, es))
+		_, again, _, err := decodeSnapshot(bytes.NewReader(encodeSnapshot(when, DefaultRetention.Milliseconds()/1000, es)), -1)
 		require.NoError(t, err)
 		require.Equal(t, es, again)
 	})
