@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -312,6 +313,121 @@ func TestPersister(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("junk"), 0o644))
 	_, err = Persist(restarted, path, time.Hour)
 	assert.ErrorIs(t, err, ErrBadSnapshot, "a corrupt snapshot stops the start rather than being overwritten")
+}
+
+// TestPersistRefusesWhereItCannotSave: a folder that does not exist, or a
+// "folder" that is a file, fails at start rather than in a later Err.
+func TestPersistRefusesWhereItCannotSave(t *testing.T) {
+	now := t0
+	dir := t.TempDir()
+	file := filepath.Join(dir, "plain")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	for _, path := range []string{
+		filepath.Join(dir, "missing", "a.snap"),
+		filepath.Join(file, "a.snap"),
+	} {
+		p, err := Persist(New(fixed(&now)), path, time.Hour)
+		require.Error(t, err, path)
+		assert.Nil(t, p)
+		assert.Contains(t, err.Error(), path, "the error names the path")
+	}
+}
+
+// TestPersistRemovesStaleTemps: temporary files of the same snapshot left by a
+// killed process go; anything else stays.
+func TestPersistRemovesStaleTemps(t *testing.T) {
+	now := t0
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.snap")
+	for _, name := range []string{"a.snap.tmp-123", "a.snap.tmp-x", "b.snap.tmp-1", "a.snap.tmpfile", "notes"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644))
+	}
+	p, err := Persist(New(fixed(&now)), path, time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, p.Close())
+	var names []string
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.ElementsMatch(t, []string{"a.snap", "b.snap.tmp-1", "a.snap.tmpfile", "notes"}, names)
+}
+
+func TestSaveFileMode(t *testing.T) {
+	now := t0
+	tr := New(fixed(&now))
+	tr.Seen("a")
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "new.snap")
+	require.NoError(t, tr.SaveFile(fresh))
+	fi, err := os.Stat(fresh)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "a new snapshot is private")
+
+	shared := filepath.Join(dir, "shared.snap")
+	require.NoError(t, os.WriteFile(shared, nil, 0o644))
+	require.NoError(t, os.Chmod(shared, 0o644)) // whatever the umask
+	require.NoError(t, tr.SaveFile(shared))
+	fi, err = os.Stat(shared)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o644), fi.Mode().Perm(), "an existing file keeps its mode")
+}
+
+// TestKilledMidSave kills (SIGKILL) a process saving a snapshot in a loop at
+// random moments: the file at the path is always a whole snapshot, old or new,
+// and Persist then starts cleanly and leaves no temporary file behind.
+func TestKilledMidSave(t *testing.T) {
+	if os.Getenv("ACTIVEUSERS_SAVE_LOOP") != "" {
+		saveLoop(os.Getenv("ACTIVEUSERS_SAVE_LOOP"))
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts and kills processes")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "killed.snap")
+	r := rand.New(rand.NewPCG(7, 7))
+	leftovers := 0
+	for round := range 8 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKilledMidSave$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "ACTIVEUSERS_SAVE_LOOP="+path)
+		require.NoError(t, cmd.Start())
+		// Wait until the loop has saved at least once, then kill it at a
+		// random point of a later save.
+		require.Eventually(t, func() bool { _, err := os.Stat(path); return err == nil }, 20*time.Second, time.Millisecond)
+		time.Sleep(time.Duration(r.IntN(60)) * time.Millisecond)
+		require.NoError(t, cmd.Process.Kill())
+		cmd.Wait()
+
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		leftovers += len(entries) - 1
+		now := time.Now()
+		tr := New(fixed(&now))
+		p, err := Persist(tr, path, time.Hour)
+		require.NoError(t, err, "round %d: the file is a whole snapshot", round)
+		require.NoError(t, p.Close())
+		assert.Equal(t, 100_000, tr.Len(), "round %d", round)
+		entries, err = os.ReadDir(dir)
+		require.NoError(t, err)
+		require.Len(t, entries, 1, "round %d: only the snapshot remains", round)
+	}
+	t.Logf("temporary files left by the kills and removed: %d in 8 rounds", leftovers)
+}
+
+// saveLoop is TestKilledMidSave's child: it saves 100,000 accounts to path
+// until it is killed.
+func saveLoop(path string) {
+	tr := New()
+	for i := range 100_000 {
+		tr.Seen("user" + strconv.Itoa(i))
+	}
+	for {
+		if err := tr.SaveFile(path); err != nil {
+			panic(err)
+		}
+	}
 }
 
 // FuzzDecodeSnapshot: hostile bytes never panic, never allocate more than the

@@ -271,8 +271,52 @@ func (s *syncBuffer) String() string {
 }
 
 func TestFlagsRejected(t *testing.T) {
-	for _, bad := range [][]string{{"-users", "0"}, {"-rate", "-1"}, {"-progress", "0s"}, {"-nope"}} {
-		_, err := parse(bad, io.Discard)
-		assert.Error(t, err, "%v", bad)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-users", "0"}, "-users 0: need at least 1 account"},
+		{[]string{"-rate", "-5"}, "-rate -5: must be 0 (serve only) or more"},
+		{[]string{"-save-every", "0s"}, "-save-every 0s: must be positive"},
+		{[]string{"-progress", "0s"}, "-progress 0s: must be positive"},
+		{[]string{"-duration", "-1s"}, "-duration -1s: must be 0"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-nope"}, "flag provided but not defined: -nope"},
+	} {
+		var stderr bytes.Buffer
+		_, err := parse(c.args, &stderr)
+		require.Error(t, err, "%v", c.args)
+		assert.Contains(t, stderr.String(), c.want, "%v: the reason", c.args)
+		assert.Contains(t, stderr.String(), "Usage of gateway", "%v: and the usage", c.args)
+	}
+}
+
+// TestBinaryRefusesBadStarts runs the built binary as a user would: bad flags
+// exit 2 with the reason and the usage; a snapshot it cannot save exits 1
+// saying why, before serving anything.
+func TestBinaryRefusesBadStarts(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gateway")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-rate", "-5"}, 2, "gateway: -rate -5: must be 0 (serve only) or more"},
+		{[]string{"-users", "0"}, 2, "gateway: -users 0"},
+		{[]string{"-save-every", "0s"}, 2, "gateway: -save-every 0s"},
+		{[]string{"-addr", "127.0.0.1:0", "-snapshot", filepath.Join(dir, "missing", "a.snap")}, 1, "cannot save"},
+	} {
+		cmd := exec.Command(bin, c.args...)
+		var stderr, stdout bytes.Buffer
+		cmd.Stderr, cmd.Stdout = &stderr, &stdout
+		err := cmd.Run()
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "%v: %s", c.args, stdout.String())
+		assert.Equal(t, c.code, exit.ExitCode(), "%v", c.args)
+		assert.Contains(t, stderr.String(), c.want, "%v", c.args)
+		assert.NotContains(t, stdout.String(), "serving", "%v", c.args)
 	}
 }

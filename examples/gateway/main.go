@@ -59,18 +59,43 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.snapshot, "snapshot", "", "snapshot file: loaded at start, saved periodically and on SIGINT/SIGTERM")
 	fs.DurationVar(&c.saveEvery, "save-every", time.Minute, "how often to save the snapshot")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return c, err // the flag package has printed the reason and the usage
 	}
-	if c.users < 1 || c.rate < 0 || c.duration < 0 || c.progress <= 0 || c.saveEvery <= 0 {
-		return c, errors.New("-users must be positive; -rate, -duration non-negative; -progress, -save-every positive")
+	var bad []string
+	if fs.NArg() > 0 {
+		bad = append(bad, fmt.Sprintf("unexpected argument %q (all settings are flags)", fs.Arg(0)))
+	}
+	if c.users < 1 {
+		bad = append(bad, fmt.Sprintf("-users %d: need at least 1 account", c.users))
+	}
+	if c.rate < 0 {
+		bad = append(bad, fmt.Sprintf("-rate %d: must be 0 (serve only) or more", c.rate))
+	}
+	if c.duration < 0 {
+		bad = append(bad, fmt.Sprintf("-duration %v: must be 0 (until interrupted) or more", c.duration))
+	}
+	if c.progress <= 0 {
+		bad = append(bad, fmt.Sprintf("-progress %v: must be positive", c.progress))
+	}
+	if c.saveEvery <= 0 {
+		bad = append(bad, fmt.Sprintf("-save-every %v: must be positive", c.saveEvery))
+	}
+	if len(bad) > 0 {
+		err := errors.New(strings.Join(bad, "; "))
+		fmt.Fprintln(stderr, "gateway:", err)
+		fs.Usage()
+		return c, err
 	}
 	return c, nil
 }
 
 func main() {
 	c, err := parse(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0) // asked for the usage, which is printed
+	}
 	if err != nil {
-		os.Exit(2)
+		os.Exit(2) // parse printed the reason and the usage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -124,7 +149,7 @@ func run(ctx context.Context, c config, out io.Writer, ready chan<- string) erro
 	if c.snapshot != "" {
 		var err error
 		if persist, err = activeusers.Persist(t, c.snapshot, c.saveEvery); err != nil {
-			return err
+			return fmt.Errorf("-snapshot %s: %w", c.snapshot, err)
 		}
 		fmt.Fprintf(out, "loaded %s: %d accounts\n", c.snapshot, t.Len())
 	}
