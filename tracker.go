@@ -50,7 +50,7 @@ import (
 //
 // A Tracker answers "how many distinct accounts", not "which ones": it cannot
 // list ids. It counts exactly, in memory proportional to the accounts within
-// retention (about 15–19 bytes each); for approximate counts of billions of ids
+// retention (15–24 bytes each once pruned); for approximate counts of billions of ids
 // in constant memory a HyperLogLog sketch is the better tool.
 type Tracker struct {
 	shards []paddedShard
@@ -266,7 +266,8 @@ type Stats struct {
 	// Entries is the number of accounts held, as Len.
 	Entries int
 	// Slots is the total capacity of the shards' tables; Entries/Slots is the
-	// load factor, kept between 0.25 and 0.8.
+	// load factor: at most 0.8, and at least 0.5 after a Counts pass (tables
+	// at their minimum size aside).
 	Slots int
 	// Bytes is the heap the tables and shards occupy: 12 bytes a slot and 128 a
 	// shard. None of it contains pointers.

@@ -434,6 +434,32 @@ func TestChurnWithoutCounts(t *testing.T) {
 	}
 }
 
+// TestMemoryAfterExpiry: however much of the population expires, a Counts
+// pass leaves the tables between half and 0.8 full: at most 24 bytes of table
+// per account held.
+func TestMemoryAfterExpiry(t *testing.T) {
+	for _, gone := range []float64{0.3, 0.6, 0.9} {
+		now := t0
+		tr := New(WithRetention(time.Hour), fixed(&now))
+		const n = 200_000
+		old := int(gone * n)
+		for i := range n {
+			at := now
+			if i < old {
+				at = now.Add(-time.Hour) // expires a second from now
+			}
+			tr.SeenAt("u"+strconv.Itoa(i), at)
+		}
+		now = now.Add(time.Second)
+		require.Equal(t, []int{n - old}, tr.Counts(time.Hour))
+		st := tr.Stats()
+		perEntry := float64(st.Slots*12) / float64(st.Entries)
+		t.Logf("%.0f%% expired: load %.3f, %.1f table bytes per account", 100*gone, float64(st.Entries)/float64(st.Slots), perEntry)
+		assert.LessOrEqual(t, perEntry, 24.0)
+		assert.GreaterOrEqual(t, perEntry, 15.0)
+	}
+}
+
 func TestSeenAllocs(t *testing.T) {
 	now := t0
 	for _, tr := range []*Tracker{New(), New(fixed(&now))} {

@@ -11,6 +11,8 @@ package auotel
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -67,11 +69,16 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 		// every collection.
 		attrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("window", activeusers.WindowLabel(w))))
 	}
+	key, ok := claim(meter, c.name)
+	if !ok {
+		return nil, fmt.Errorf("auotel: %q is already registered on this meter: a second callback would repeat every Counts pass and report each point twice (Unregister the first, or use another name)", c.name)
+	}
 	gauge, err := meter.Int64ObservableGauge(c.name, metric.WithUnit("{user}"), metric.WithDescription(c.description))
 	if err != nil {
+		release(key)
 		return nil, fmt.Errorf("auotel: %w", err)
 	}
-	return meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+	reg, err := meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		if err := ctx.Err(); err != nil {
 			return err // the collection was cancelled or timed out: skip the walk
 		}
@@ -80,4 +87,52 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 		}
 		return nil
 	}, gauge)
+	if err != nil {
+		release(key)
+		return nil, fmt.Errorf("auotel: %w", err)
+	}
+	return &registration{Registration: reg, key: key}, nil
+}
+
+// registered holds the (meter, instrument name) pairs with a live
+// registration, so that registering one twice is an error rather than a
+// silent doubling of the work per collection.
+var registered sync.Map // regKey → struct{}
+
+type regKey struct {
+	meter metric.Meter
+	name  string
+}
+
+// claim records a registration of name on meter and reports whether it is the
+// only one. A meter whose type cannot be a map key (no SDK's is) is not
+// tracked: ok, with a zero key.
+func claim(meter metric.Meter, name string) (regKey, bool) {
+	if !reflect.TypeOf(meter).Comparable() {
+		return regKey{}, true
+	}
+	k := regKey{meter, name}
+	_, loaded := registered.LoadOrStore(k, struct{}{})
+	return k, !loaded
+}
+
+func release(k regKey) {
+	if k.meter != nil {
+		registered.Delete(k)
+	}
+}
+
+// registration releases its claim when unregistered.
+type registration struct {
+	metric.Registration
+	key  regKey
+	once sync.Once
+}
+
+func (r *registration) Unregister() error {
+	err := r.Registration.Unregister()
+	if err == nil {
+		r.once.Do(func() { release(r.key) })
+	}
+	return err
 }

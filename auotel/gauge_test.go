@@ -114,3 +114,35 @@ func TestGaugeBadConfig(t *testing.T) {
 		assert.ErrorContains(t, c.err, c.want)
 	}
 }
+
+// TestRegisterTwice: a second registration of the same instrument on one meter
+// would repeat every Counts pass; it is refused until the first is gone.
+func TestRegisterTwice(t *testing.T) {
+	reader, mp, tr, _ := setup(t)
+	tr.Seen("a")
+	meter := mp.Meter("test")
+	reg, err := Register(meter, tr)
+	require.NoError(t, err)
+	_, err = Register(meter, tr)
+	require.ErrorContains(t, err, "already registered on this meter")
+	_, err = Register(mp.Meter("test"), tr)
+	require.ErrorContains(t, err, "already registered", "the provider hands out the same meter for the same scope")
+
+	other, err := Register(meter, tr, WithName("gw.accounts.active"))
+	require.NoError(t, err, "another name is another instrument")
+	require.NoError(t, other.Unregister())
+	_, err = Register(mp.Meter("other-scope"), tr)
+	require.NoError(t, err, "another meter is fine")
+
+	require.NoError(t, reg.Unregister())
+	again, err := Register(meter, tr)
+	require.NoError(t, err, "after Unregister it can be registered again")
+	defer again.Unregister()
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			assert.Len(t, m.Data.(metricdata.Gauge[int64]).DataPoints, 2, "%s: one point per window", sm.Scope.Name)
+		}
+	}
+}

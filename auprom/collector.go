@@ -107,14 +107,14 @@ func NewCollector(t *activeusers.Tracker, opts ...Option) (*Collector, error) {
 	// [a-zA-Z_:][a-zA-Z0-9_:]* need quoting in PromQL and break older tooling:
 	// refuse them here, where the mistake is made.
 	fq := prometheus.BuildFQName(c.namespace, c.subsystem, c.name)
-	if !model.IsValidLegacyMetricName(fq) {
+	if !model.LegacyValidation.IsValidMetricName(fq) {
 		return nil, fmt.Errorf("auprom: %q is not a valid metric name", fq)
 	}
 	for l := range c.constLabels {
 		if l == "window" {
 			return nil, fmt.Errorf("auprom: the const label \"window\" clashes with the window label")
 		}
-		if !model.LabelName(l).IsValidLegacy() {
+		if !model.LegacyValidation.IsValidLabelName(l) {
 			return nil, fmt.Errorf("auprom: %q is not a valid label name", l)
 		}
 	}

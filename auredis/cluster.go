@@ -134,7 +134,7 @@ type Stats struct {
 	Pushed int
 	// LastPush is when the last successful push started.
 	LastPush time.Time
-	// LastErr is the error of the latest push, nil if it succeeded.
+	// LastErr is the error the latest push returned, nil if it succeeded.
 	LastErr error
 }
 
@@ -248,6 +248,9 @@ func (c *Cluster) Push(ctx context.Context) error {
 	c.pushMu.Lock()
 	defer c.pushMu.Unlock()
 	err := c.push(ctx)
+	if err != nil {
+		err = fmt.Errorf("auredis: push to %s: %w", c.key, err)
+	}
 	c.statsMu.Lock()
 	c.stats.LastErr = err
 	if err != nil {
@@ -258,10 +261,7 @@ func (c *Cluster) Push(ctx context.Context) error {
 		c.stats.LastPush = c.since
 	}
 	c.statsMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("auredis: push to %s: %w", c.key, err)
-	}
-	return nil
+	return err
 }
 
 func (c *Cluster) push(ctx context.Context) error {

@@ -97,6 +97,9 @@ func TestAgainstMap(t *testing.T) {
 				if tb.Len() != len(ref) {
 					t.Fatalf("round %d: after Count, Len %d, want %d", round, tb.Len(), len(ref))
 				}
+				if load := float64(tb.n) / float64(len(tb.slots)); load < 0.5 && len(tb.slots) > MinCapacity {
+					t.Fatalf("round %d: load %.3f below 0.5 after a prune (%d in %d slots)", round, load, tb.n, len(tb.slots))
+				}
 			}
 			check(t, &tb)
 			// Every live entry of the reference is present with its time; the
