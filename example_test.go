@@ -23,19 +23,23 @@ func Example() {
 }
 
 // The …At twins take the time as an argument, for replaying logs and for tests
-// that must not sleep.
+// that must not sleep. Retention is the clock's business, here a fixed one:
+// times ahead of it are recorded as its now, and CountsAt measures ages from
+// any instant without deleting what the clock still retains.
 func ExampleTracker_CountsAt() {
-	t0 := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
-	t := activeusers.New(activeusers.WithRetention(7 * 24 * time.Hour))
-	defer t.Close()
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	t := activeusers.New(activeusers.WithClock(func() time.Time { return now }))
 
-	t.SeenAt("alice", t0)
-	t.SeenAt("bob", t0.Add(2*time.Hour))
-	t.SeenAt("carol", t0.Add(-3*24*time.Hour))
+	t.SeenAt("alice", now.Add(-3*time.Hour))    // replayed from a log
+	t.SeenAt("bob", now.Add(-time.Hour))        //
+	t.SeenAt("carol", now.Add(-3*24*time.Hour)) //
+	t.SeenAt("dave", now.Add(-8*24*time.Hour))  // past the 7-day retention: ignored
 
-	now := t0.Add(3 * time.Hour)
 	fmt.Println(t.CountsAt(now, time.Hour, 3*time.Hour, 7*24*time.Hour, 30*24*time.Hour))
-	// Output: [1 2 3 3]
+	fmt.Println(t.CountsAt(now.Add(-2*time.Hour), time.Hour)) // as of two hours ago: alice, and bob "in the future"
+	// Output:
+	// [1 2 3 3]
+	// [2]
 }
 
 // WithClock replaces the built-in clock, here by a fake one a test can move.
