@@ -3,7 +3,7 @@ module github.com/activeusers/activeusers/auotel
 go 1.26.0
 
 require (
-	github.com/activeusers/activeusers v0.0.0
+	github.com/activeusers/activeusers v0.1.0
 	github.com/stretchr/testify v1.12.1
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0
@@ -23,4 +23,3 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 )
 
-replace github.com/activeusers/activeusers => ../

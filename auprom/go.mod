@@ -3,7 +3,7 @@ module github.com/activeusers/activeusers/auprom
 go 1.26.0
 
 require (
-	github.com/activeusers/activeusers v0.0.0
+	github.com/activeusers/activeusers v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 
@@ -21,4 +21,3 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/activeusers/activeusers => ../

@@ -3,7 +3,7 @@ module github.com/activeusers/activeusers/auredis
 go 1.26.0
 
 require (
-	github.com/activeusers/activeusers v0.0.0
+	github.com/activeusers/activeusers v0.1.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
@@ -16,4 +16,3 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 )
 
-replace github.com/activeusers/activeusers => ../

@@ -3,7 +3,7 @@ module github.com/activeusers/activeusers/benchmarks
 go 1.26
 
 require (
-	github.com/activeusers/activeusers v0.0.0
+	github.com/activeusers/activeusers v0.1.0
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/puzpuzpuz/xsync/v4 v4.5.0
 	github.com/stretchr/testify v1.12.1
@@ -22,4 +22,3 @@ require (
 	golang.org/x/text v0.28.0 // indirect
 )
 
-replace github.com/activeusers/activeusers => ../

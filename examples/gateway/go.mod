@@ -3,8 +3,8 @@ module github.com/activeusers/activeusers/examples/gateway
 go 1.26.0
 
 require (
-	github.com/activeusers/activeusers v0.0.0
-	github.com/activeusers/activeusers/auprom v0.0.0
+	github.com/activeusers/activeusers v0.1.0
+	github.com/activeusers/activeusers/auprom v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 
@@ -20,9 +20,4 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-)
-
-replace (
-	github.com/activeusers/activeusers => ../../
-	github.com/activeusers/activeusers/auprom => ../../auprom
 )
