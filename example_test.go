@@ -1,7 +1,13 @@
 package activeusers_test
 
 import (
+	"bytes"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/activeusers/activeusers"
@@ -52,4 +58,85 @@ func ExampleWithClock() {
 	t.Seen("bob")
 	fmt.Println(t.Counts(5*time.Minute, time.Hour))
 	// Output: [1 2]
+}
+
+// Middleware counts each authenticated request's account, then serves it. The
+// account function reads what the authentication in front put in the request
+// (here a bearer token stands for it); "" means unauthenticated, not counted.
+func ExampleMiddleware() {
+	t := activeusers.New()
+	defer t.Close()
+
+	account := func(r *http.Request) string {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		return token
+	}
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
+	h := activeusers.Middleware(t, account)(api)
+
+	for _, token := range []string{"alice", "bob", "alice", ""} {
+		req := httptest.NewRequest("GET", "/api/orders", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	fmt.Println(t.Counts(time.Hour))
+	// Output: [2]
+}
+
+// Persist keeps a snapshot file fresh so that a restart does not reset the
+// 7-day gauge to zero: it loads the file at start, saves every interval and
+// once more on Close.
+func ExamplePersist() {
+	dir, _ := os.MkdirTemp("", "activeusers-example")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "active.snap")
+
+	t := activeusers.New()
+	p, err := activeusers.Persist(t, path, time.Minute)
+	if err != nil {
+		fmt.Println(err) // a folder it cannot save to, a corrupt snapshot
+		return
+	}
+	t.Seen("alice")
+	t.Seen("bob")
+	p.Close() // the final save
+	t.Close()
+
+	// The next start of the process:
+	restarted := activeusers.New()
+	defer restarted.Close()
+	p, err = activeusers.Persist(restarted, path, time.Minute)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	fmt.Println(restarted.Counts(24 * time.Hour))
+	// Output: [2]
+}
+
+// WriteTo and ReadFrom move a snapshot through any stream; loading merges,
+// the later time winning, so several instances' snapshots load as their union.
+func ExampleTracker_WriteTo() {
+	a, b := activeusers.New(), activeusers.New()
+	defer a.Close()
+	defer b.Close()
+	a.Seen("alice")
+	a.Seen("bob")
+	b.Seen("bob")
+	b.Seen("carol")
+
+	var snap bytes.Buffer
+	if _, err := a.WriteTo(&snap); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := b.ReadFrom(&snap); err != nil {
+		fmt.Println(err) // wraps ErrBadSnapshot for input that is not a snapshot
+		return
+	}
+	fmt.Println(b.Counts(time.Hour))
+	// Output: [3]
 }

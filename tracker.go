@@ -12,6 +12,25 @@
 //
 // Accounts are identified by the 64-bit xxhash of their id, so the tracker never
 // retains callers' strings; times are kept to the second.
+//
+// Around the Tracker, reach for:
+//
+//   - Middleware, to count the accounts of a net/http server's requests
+//     without writing the Seen call yourself.
+//   - Persist (or SaveFile/LoadFile, WriteTo/ReadFrom), so that a restart
+//     does not reset the 7-day figure to zero: it loads a snapshot at start
+//     and saves one every interval and on Close.
+//   - github.com/activeusers/activeusers/auprom, to export the counts to
+//     Prometheus as a gauge per window, one Counts call per scrape.
+//   - github.com/activeusers/activeusers/auotel, to export them as an
+//     OpenTelemetry observable gauge instead.
+//   - github.com/activeusers/activeusers/auredis, when several instances
+//     serve the same accounts and one exact cluster-wide figure is wanted:
+//     per-instance counts cannot be added, since an account that reached two
+//     instances would count twice.
+//
+// The adapters with dependencies beyond the standard library are modules of
+// their own, so importing this package brings in nothing but xxhash.
 package activeusers
 
 import (

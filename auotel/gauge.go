@@ -5,7 +5,14 @@
 //	defer reg.Unregister()
 //
 // reports, at every collection, one value per window from a single Counts
-// call: the gauge "active_users", unit "{user}", attribute window="24h", "7d"….
+// call: the gauge "activeusers.count", unit "{user}", attribute
+// activeusers.window="24h", "7d"…. The names follow OpenTelemetry's semantic
+// conventions: namespaced under the library's own prefix, dot-separated, and
+// "count" for the number of the things the namespace names (active users).
+// A Prometheus backend shows it as activeusers_count{activeusers_window="24h"}.
+//
+// The window series are nested (everyone in the 24h figure is in the 7d one):
+// never sum across the window attribute.
 package auotel
 
 import (
@@ -28,16 +35,31 @@ var DefaultWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour}
 type Option func(*config)
 
 type config struct {
-	name, description string
-	windows           []time.Duration
+	name, description, windowKey string
+	windows                      []time.Duration
 }
 
-// WithWindows sets the windows reported, each with the attribute window="5m",
-// "24h", "7d"…. Default: DefaultWindows (24h and 7d).
+// Default names, after OpenTelemetry's semantic conventions for naming.
+const (
+	// DefaultName is the instrument's name: the count of active users, in
+	// the library's namespace.
+	DefaultName = "activeusers.count"
+	// DefaultWindowAttribute is the attribute carrying the window's label.
+	DefaultWindowAttribute = "activeusers.window"
+)
+
+// WithWindows sets the windows reported, each with the window attribute set to
+// "5m", "24h", "7d"…. Default: DefaultWindows (24h and 7d).
 func WithWindows(ws ...time.Duration) Option { return func(c *config) { c.windows = ws } }
 
-// WithName sets the instrument name. Default: "active_users".
+// WithName sets the instrument name, for an application that keeps its
+// metrics under its own namespace ("gateway.user.active"). Default:
+// DefaultName, "activeusers.count".
 func WithName(name string) Option { return func(c *config) { c.name = name } }
+
+// WithWindowAttribute sets the key of the attribute carrying the window.
+// Default: DefaultWindowAttribute, "activeusers.window".
+func WithWindowAttribute(key string) Option { return func(c *config) { c.windowKey = key } }
 
 // WithDescription sets the instrument description. Default: "Distinct accounts
 // active within the window (last activity at most that long ago)."
@@ -49,7 +71,7 @@ func WithDescription(d string) Option { return func(c *config) { c.description =
 // positive, not whole seconds or longer than t's retention. Unregister the
 // returned Registration to stop reporting.
 func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metric.Registration, error) {
-	c := config{name: "active_users", description: "Distinct accounts active within the window (last activity at most that long ago).", windows: DefaultWindows}
+	c := config{name: DefaultName, description: "Distinct accounts active within the window (last activity at most that long ago).", windowKey: DefaultWindowAttribute, windows: DefaultWindows}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -59,6 +81,12 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 	if t == nil {
 		return nil, fmt.Errorf("auotel: nil *activeusers.Tracker")
 	}
+	if c.name == "" {
+		return nil, fmt.Errorf("auotel: empty instrument name")
+	}
+	if c.windowKey == "" {
+		return nil, fmt.Errorf("auotel: empty window attribute key")
+	}
 	if err := t.CheckWindows(c.windows...); err != nil {
 		return nil, fmt.Errorf("auotel: %w", err)
 	}
@@ -67,7 +95,7 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 	for i, w := range windows {
 		// Built once: an attribute set per observation would allocate on
 		// every collection.
-		attrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("window", activeusers.WindowLabel(w))))
+		attrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String(c.windowKey, activeusers.WindowLabel(w))))
 	}
 	key, ok := claim(meter, c.name)
 	if !ok {

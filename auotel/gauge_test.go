@@ -37,7 +37,10 @@ func collect(ctx context.Context, reader *sdkmetric.ManualReader) (map[string]in
 		for _, mm := range sm.Metrics {
 			m = mm
 			for _, p := range mm.Data.(metricdata.Gauge[int64]).DataPoints {
-				w, _ := p.Attributes.Value(attribute.Key("window"))
+				w, ok := p.Attributes.Value(attribute.Key(DefaultWindowAttribute))
+				if !ok {
+					w, _ = p.Attributes.Value(attribute.Key("gw.window"))
+				}
 				got[w.AsString()] = p.Value
 			}
 		}
@@ -55,7 +58,7 @@ func TestGauge(t *testing.T) {
 	got, m, err := collect(context.Background(), reader)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]int64{"24h": 1, "7d": 2}, got)
-	assert.Equal(t, "active_users", m.Name)
+	assert.Equal(t, "activeusers.count", m.Name, "namespaced, dot-separated, per the semantic conventions")
 	assert.Equal(t, "{user}", m.Unit)
 	assert.Contains(t, m.Description, "Distinct accounts")
 
@@ -73,13 +76,21 @@ func TestGauge(t *testing.T) {
 func TestGaugeOptions(t *testing.T) {
 	reader, mp, tr, _ := setup(t)
 	tr.Seen("a")
-	_, err := Register(mp.Meter("test"), tr, WithName("gw.accounts.active"), WithDescription("Accounts."), WithWindows(5*time.Minute, time.Hour))
+	_, err := Register(mp.Meter("test"), tr, WithName("gw.accounts.active"), WithWindowAttribute("gw.window"), WithDescription("Accounts."), WithWindows(5*time.Minute, time.Hour))
 	require.NoError(t, err)
 	got, m, err := collect(context.Background(), reader)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]int64{"5m": 1, "1h": 1}, got)
 	assert.Equal(t, "gw.accounts.active", m.Name)
 	assert.Equal(t, "Accounts.", m.Description)
+	for _, p := range m.Data.(metricdata.Gauge[int64]).DataPoints {
+		assert.True(t, p.Attributes.HasValue("gw.window"), "the window attribute carries the key asked for")
+		assert.False(t, p.Attributes.HasValue(DefaultWindowAttribute))
+	}
+	_, err = Register(mp.Meter("x"), tr, WithName(""))
+	assert.ErrorContains(t, err, "empty instrument name")
+	_, err = Register(mp.Meter("x"), tr, WithWindowAttribute(""))
+	assert.ErrorContains(t, err, "empty window attribute key")
 }
 
 func TestGaugeHonoursContext(t *testing.T) {

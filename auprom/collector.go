@@ -8,6 +8,15 @@
 //	# TYPE active_users gauge
 //	active_users{window="24h"} 48211
 //	active_users{window="7d"} 190355
+//
+// Give the metric your application's prefix with WithNamespace
+// ("gateway_active_users"), as Prometheus's naming guidance asks. The window
+// series are nested — everyone in the 24h figure is also in the 7d one — so
+// never sum across window. Per-instance figures cannot be summed across pods
+// either (an account that reached two pods counts in both); with WithCluster
+// every pod reports the cluster's figure, so aggregate with max, not sum:
+//
+//	max without (instance, pod) (gateway_active_users{window="24h"})
 package auprom
 
 import (
