@@ -219,7 +219,7 @@ func publish(root, proxy string, m mod, version string) (int64, error) {
 		Time    time.Time
 	}{version, time.Now().UTC().Truncate(time.Second)})
 	for name, data := range map[string][]byte{
-		"list":             []byte(version + "\n"),
+		"list":            []byte(version + "\n"),
 		version + ".info": info,
 		version + ".mod":  m.gomod,
 		version + ".zip":  z.Bytes(),
