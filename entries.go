@@ -3,6 +3,8 @@ package activeusers
 import (
 	"slices"
 	"time"
+
+	"github.com/activeusers/activeusers/internal/table"
 )
 
 // Entry is one account as a Tracker holds it.
@@ -16,8 +18,9 @@ type Entry struct {
 }
 
 // AppendEntries appends to dst every account last seen at or after since, in
-// no particular order, and returns the extended slice. It copies one shard at
-// a time under that shard's lock alone, so Seen waits for at most one shard's
+// no particular order, and returns the extended slice. It copies one segment
+// at a time under that segment's lock alone (at most 1024 slots), and grows
+// dst only between segments, so no lock is held for longer than one segment's
 // copy. Passing the start of the previous call as since gives the accounts
 // seen since then, which is how the auredis package pushes only what changed.
 func (t *Tracker) AppendEntries(dst []Entry, since time.Time) []Entry {
@@ -31,15 +34,10 @@ func (t *Tracker) AppendEntries(dst []Entry, since time.Time) []Entry {
 // Counts measures ages from.
 func (t *Tracker) Now() time.Time { return time.Unix(t.nowSec(), 0) }
 
-// forEntries calls each for every entry seen at or after since, shard by
-// shard, under each shard's lock; grow is told first how many entries the
-// shard holds, at most.
+// forEntries calls each for every entry seen at or after since, segment by
+// segment, under each segment's lock alone; grow is called with no lock held
+// before each segment, with the most entries a segment can hold, so that the
+// caller's buffer never grows while a lock is held.
 func (t *Tracker) forEntries(since uint32, grow func(n int), each func(key uint64, sec uint32)) {
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		grow(s.tab.Len())
-		s.tab.Range(since, each)
-		s.mu.Unlock()
-	}
+	t.eachSegment(func() { grow(table.MaxCapacity) }, func(s *segment) { s.tab.Range(since, each) })
 }

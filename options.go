@@ -12,27 +12,26 @@ import (
 type Option func(*config)
 
 type config struct {
-	shards    int
+	segments  int
 	retention time.Duration
 	clock     func() time.Time
 	errs      []string
 }
 
 const (
-	// DefaultShards is the shard count New uses. Each shard is one mutex and
-	// one table; a Seen locks exactly one, and Counts locks them one at a
-	// time. On the 2-core machine measured (README, "Tuning"), Seen's
-	// throughput is within noise from 16 to 256 shards, but the longest a Seen
-	// can wait is one shard's part of a Counts pass, and that shrinks with the
-	// shards: at a million users, with Counts every 100 ms, the p99.9 of a Seen
-	// call was 560 µs at 16 shards and 36 µs at 256 (p99.99: 2.9 ms and
-	// 0.41 ms). The cost is 128 bytes of padding and a 16-slot table a shard,
-	// 80 KiB in all.
-	DefaultShards = 256
+	// DefaultSegments is how many segments a new tracker starts with. Each is
+	// one lock and one table of at most 1024 slots; segments split as accounts
+	// arrive, so this matters only while a tracker holds fewer than about
+	// DefaultSegments×600 accounts. A Seen of a returning account takes no
+	// lock; a new account locks its segment, so the segments are what lets
+	// inserts on different cores proceed at once, and a Counts pass holds one
+	// segment at a time. The cost is 128 bytes of padding and a 16-slot table a
+	// segment, 80 KiB in all.
+	DefaultSegments = 256
 
-	// MaxShards bounds WithShards: past this the padding alone (128 bytes a
-	// shard) outweighs any contention it could relieve.
-	MaxShards = 1 << 16
+	// MaxSegments bounds WithSegments: the padding alone (128 bytes a segment)
+	// would outweigh any contention it could relieve.
+	MaxSegments = 1 << 16
 
 	// DefaultRetention is how long an entry is kept after its last activity
 	// unless WithRetention says otherwise: long enough for a 7-day window.
@@ -44,18 +43,19 @@ const (
 )
 
 func defaultConfig() config {
-	return config{shards: DefaultShards, retention: DefaultRetention}
+	return config{segments: DefaultSegments, retention: DefaultRetention}
 }
 
-// WithShards sets the number of independently locked shards, rounded up to a
-// power of two. It must be between 1 and MaxShards. Default: DefaultShards (256).
-func WithShards(n int) Option {
+// WithSegments sets how many segments the tracker starts with, rounded up to a
+// power of two; it must be between 1 and MaxSegments. Segments split as the
+// tracker fills, whatever the start. Default: DefaultSegments (256).
+func WithSegments(n int) Option {
 	return func(c *config) {
-		if n < 1 || n > MaxShards {
-			c.errs = append(c.errs, fmt.Sprintf("WithShards(%d): the shard count must be between 1 and %d", n, MaxShards))
+		if n < 1 || n > MaxSegments {
+			c.errs = append(c.errs, fmt.Sprintf("WithSegments(%d): the segment count must be between 1 and %d", n, MaxSegments))
 			return
 		}
-		c.shards = n
+		c.segments = n
 	}
 }
 

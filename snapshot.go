@@ -58,8 +58,8 @@ func (t *Tracker) entries(since uint32) []entry {
 
 // WriteTo writes a snapshot of every account within retention to w, in the
 // format of docs/snapshot.md, and returns the bytes written. It copies each
-// shard's entries under that shard's lock alone, so Seen waits for at most one
-// shard's copy; sorting and encoding happen after, with no lock held.
+// segment's entries under that segment's lock alone, so Seen waits for at most
+// one segment's copy; sorting and encoding happen after, with no lock held.
 func (t *Tracker) WriteTo(w io.Writer) (int64, error) {
 	now := t.nowSec()
 	b := encodeSnapshot(now, t.retSec, t.entries(t.cutoff(now)))
@@ -309,29 +309,11 @@ func sizeOf(r io.Reader) int64 {
 	return -1
 }
 
-// merge adds entries, later time winning, one shard at a time.
+// merge adds entries, later time winning, as Seen would: each takes its
+// segment's lock alone, for one entry.
 func (t *Tracker) merge(es []entry) {
 	now := t.nowSec()
-	cutoff, nowSec := t.cutoff(now), toSec(now)
-	// Group by shard so that each lock is taken once.
-	byShard := make([][]entry, len(t.shards))
 	for _, e := range es {
-		if e.sec < cutoff {
-			continue
-		}
-		e.sec = min(e.sec, nowSec)
-		m := t.mix.Mix(e.hash)
-		byShard[m&t.mask] = append(byShard[m&t.mask], e)
-	}
-	for i, part := range byShard {
-		if len(part) == 0 {
-			continue
-		}
-		s := &t.shards[i]
-		s.mu.Lock()
-		for _, e := range part {
-			s.tab.Merge(e.hash, t.mix.Mix(e.hash), e.sec)
-		}
-		s.mu.Unlock()
+		t.record(e.hash, min(int64(e.sec), now), now)
 	}
 }

@@ -35,9 +35,11 @@ package activeusers
 
 import (
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -50,12 +52,15 @@ import (
 // active within any window up to its retention.
 //
 // It is safe for concurrent use by any number of goroutines. Accounts are spread
-// over independently locked shards by a seeded hash of their id: Seen locks one
-// shard; Counts locks one shard at a time, so a scrape never holds up a request
-// for more than one shard's worth of work. Each shard is a flat table of 12-byte
-// slots holding no pointers, invisible to the garbage collector, and is pruned
-// of expired entries a few slots at a time as new accounts arrive, so memory
-// tracks the accounts within retention even if Counts is never called.
+// by a seeded hash of their id over segments: tables of at most 1024 12-byte
+// slots holding no pointers, invisible to the garbage collector, each with its
+// own lock, which split in two as they fill. A Seen of an account already held
+// takes no lock at all; a new account locks one segment. Counts, snapshots and
+// entry iteration lock one segment at a time, so no call ever holds up another
+// for more than one segment's work, however many accounts there are. Each
+// table is pruned of expired entries a few slots at a time as new accounts
+// arrive, so memory tracks the accounts within retention even if Counts is
+// never called.
 //
 // Times have a resolution of one second: Seen records the whole second it was
 // called in, and an account counts in a window if its age (now minus its last
@@ -72,8 +77,8 @@ import (
 // retention (15–24 bytes each once pruned); for approximate counts of billions of ids
 // in constant memory a HyperLogLog sketch is the better tool.
 type Tracker struct {
-	shards []paddedShard
-	mask   uint64
+	dir    atomic.Pointer[directory]
+	dirMu  sync.RWMutex // splits share it; a directory doubling takes it alone
 	mix    table.Mixer
 	retSec int64
 
@@ -97,20 +102,17 @@ func New(opts ...Option) *Tracker {
 		}
 		panic(msg)
 	}
-	n := 1
-	for n < c.shards {
-		n <<= 1
-	}
+	depth := uint(bits.Len(uint(c.segments - 1))) // rounded up to a power of two
 	t := &Tracker{
-		shards:    make([]paddedShard, n),
-		mask:      uint64(n - 1),
 		mix:       table.NewMixer(rand.Uint64(), rand.Uint64()),
 		retSec:    int64(c.retention / time.Second),
 		userClock: c.clock,
 	}
-	for i := range t.shards {
-		t.shards[i].tab = table.New(t.mix, 0)
+	d := &directory{depth: depth, segs: make([]atomic.Pointer[segment], 1<<depth)}
+	for i := range d.segs {
+		d.segs[i].Store(newSegment(table.New(t.mix, 0), uint64(i), depth))
 	}
+	t.dir.Store(d)
 	if t.userClock == nil {
 		t.clock = coarseclock.Start()
 		// A Tracker dropped without Close must not leak its clock goroutine. The
@@ -157,8 +159,9 @@ func toSec(s int64) uint32 {
 }
 
 // Seen records that the account uid is active now. An empty uid is ignored.
-// Seen does not allocate and never blocks for longer than another call's work
-// on one shard.
+// Seen does not allocate; of an account already held, it takes no lock, and of
+// a new one, it never waits for longer than another call's work on one
+// segment.
 func (t *Tracker) Seen(uid string) {
 	if uid == "" {
 		return
@@ -193,7 +196,9 @@ func (t *Tracker) SeenAt(uid string, at time.Time) {
 func (t *Tracker) seen(h uint64, now int64) { t.record(h, now, now) }
 
 // record stores h as seen at sec (at most now), pruning by now, the clock's
-// second: the only time that decides what is past retention.
+// second: the only time that decides what is past retention. A returning
+// account takes no lock (Touch); a new one locks its segment, and splits it
+// if it is full.
 func (t *Tracker) record(h uint64, sec, now int64) {
 	if h == 0 {
 		h = 1 // 0 marks an empty slot
@@ -203,10 +208,18 @@ func (t *Tracker) record(h uint64, sec, now int64) {
 		return // already past retention: it would never be counted
 	}
 	m := t.mix.Mix(h)
-	s := &t.shards[m&t.mask]
-	s.mu.Lock()
-	s.tab.Record(h, m, s32, cutoff)
-	s.mu.Unlock()
+	if t.dir.Load().lookup(m).tab.Touch(h, m, s32) {
+		return
+	}
+	for {
+		s := t.segmentFor(m)
+		out := s.tab.Record(h, m, s32, cutoff)
+		s.mu.Unlock()
+		if out != table.Full {
+			return
+		}
+		t.split(s)
+	}
 }
 
 // cutoff is the oldest second still within retention at now.
@@ -215,9 +228,9 @@ func (t *Tracker) cutoff(now int64) uint32 { return toSec(now - t.retSec) }
 // Counts returns, for each window, the number of distinct accounts whose last
 // activity is at most that old now: age ≤ window, in whole seconds. A window
 // longer than the retention counts as the retention; a negative window counts
-// nothing. Counts locks one shard at a time and prunes expired entries as it
-// goes, so it costs one pass over the table (about 3–4 ms per million
-// accounts) but never holds up Seen for longer than one shard's part of it.
+// nothing. Counts locks one segment at a time and prunes expired entries as it
+// goes, so it costs one pass over the tables (about 3–4 ms per million
+// accounts) but never holds up Seen for longer than one segment's part of it.
 func (t *Tracker) Counts(windows ...time.Duration) []int {
 	now := t.nowSec()
 	return t.counts(now, now, windows)
@@ -251,12 +264,7 @@ func (t *Tracker) counts(at, now int64, windows []time.Duration) []int {
 	}
 	got := make([]int, len(since))
 	cutoff := t.cutoff(now)
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		s.tab.CountAndPrune(cutoff, since, got)
-		s.mu.Unlock()
-	}
+	t.eachSegment(nil, func(s *segment) { s.tab.CountAndPrune(cutoff, since, got) })
 	for k, i := range idx {
 		counts[i] = got[k]
 	}
@@ -268,41 +276,36 @@ func (t *Tracker) counts(at, now int64, windows []time.Duration) []int {
 // retention gives the number within it.
 func (t *Tracker) Len() int {
 	n := 0
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		n += s.tab.Len()
-		s.mu.Unlock()
-	}
+	t.eachSegment(nil, func(s *segment) { n += s.tab.Len() })
 	return n
 }
 
 // Stats describes a Tracker's memory. It is cheap to read: one brief lock of
-// each shard, no pass over the tables.
+// each segment, no pass over the tables.
 type Stats struct {
-	// Shards is the number of shards.
-	Shards int
+	// Segments is the number of segments: locks, and tables of at most 1024
+	// slots. It starts at WithSegments and grows with the accounts.
+	Segments int
 	// Entries is the number of accounts held, as Len.
 	Entries int
-	// Slots is the total capacity of the shards' tables; Entries/Slots is the
-	// load factor: at most 0.8, and at least 0.5 after a Counts pass (tables
-	// at their minimum size aside).
+	// Slots is the total capacity of the segments' tables; Entries/Slots is
+	// the load factor: at most 0.8, and at least 0.5 after a Counts pass
+	// (tables at their minimum size aside).
 	Slots int
-	// Bytes is the heap the tables and shards occupy: 12 bytes a slot and 128 a
-	// shard. None of it contains pointers.
+	// Bytes is the heap the tables, segments and directory occupy: 12 bytes a
+	// slot, 128 a segment and 8 a directory entry. Only the directory holds
+	// pointers (one per entry, about one for every 300–800 accounts).
 	Bytes int
 }
 
 // Stats returns the tracker's current Stats.
 func (t *Tracker) Stats() Stats {
-	st := Stats{Shards: len(t.shards)}
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
+	var st Stats
+	t.eachSegment(nil, func(s *segment) {
+		st.Segments++
 		st.Entries += s.tab.Len()
 		st.Slots += s.tab.Cap()
-		s.mu.Unlock()
-	}
-	st.Bytes = st.Slots*table.SlotBytes + len(t.shards)*paddedShardSize
+	})
+	st.Bytes = st.Slots*table.SlotBytes + st.Segments*segmentBytes + len(t.dir.Load().segs)*8
 	return st
 }

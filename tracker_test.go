@@ -117,7 +117,7 @@ func TestTimeAheadOfClockDeletesNothing(t *testing.T) {
 	for _, shards := range []int{1, 256} {
 		t.Run(fmt.Sprint("shards=", shards), func(t *testing.T) {
 			now := t0
-			tr := New(WithShards(shards), fixed(&now))
+			tr := New(WithSegments(shards), fixed(&now))
 			for i := range 1000 {
 				tr.SeenAt("old"+strconv.Itoa(i), now.Add(-156*time.Hour))
 			}
@@ -141,7 +141,11 @@ func TestTimeAheadOfClockDeletesNothing(t *testing.T) {
 // (some beyond retention), times ahead of the clock, far-off instants, and
 // counts as of past and future instants, and compares every answer.
 func TestAgainstModel(t *testing.T) {
-	for seed := range uint64(60) {
+	seeds := uint64(60)
+	if raceEnabled {
+		seeds = 15 // CI also runs all 60, 30 times, without -race
+	}
+	for seed := range seeds {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { runAgainstModel(t, seed, 400) })
 	}
 }
@@ -158,7 +162,7 @@ func runAgainstModel(t *testing.T, seed uint64, steps int) {
 	ret := time.Duration(1+r.IntN(200)) * time.Second
 	shards := []int{1, 2, 4, 64}[r.IntN(4)]
 	now := t0
-	tr := New(WithRetention(ret), WithShards(shards), fixed(&now))
+	tr := New(WithRetention(ret), WithSegments(shards), fixed(&now))
 	m := newModel(ret, &now)
 	users := 1 + r.IntN(3000)
 	windows := []time.Duration{0, time.Second, ret / 2, ret, ret + time.Second, 10 * ret, -time.Second, 1500 * time.Millisecond}
@@ -217,7 +221,7 @@ func FuzzAgainstModel(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		const ret = 20 * time.Second
 		now := t0
-		tr := New(WithRetention(ret), WithShards(2), fixed(&now))
+		tr := New(WithRetention(ret), WithSegments(2), fixed(&now))
 		m := newModel(ret, &now)
 		for _, op := range ops {
 			arg := int(op >> 3) // 0..31
@@ -292,9 +296,9 @@ func TestInvalidOptions(t *testing.T) {
 		opt  Option
 		want string
 	}{
-		{WithShards(0), "WithShards(0): the shard count must be between 1 and 65536"},
-		{WithShards(-4), "WithShards(-4)"},
-		{WithShards(1<<16 + 1), "WithShards(65537)"},
+		{WithSegments(0), "WithSegments(0): the segment count must be between 1 and 65536"},
+		{WithSegments(-4), "WithSegments(-4)"},
+		{WithSegments(1<<16 + 1), "WithSegments(65537)"},
 		{WithRetention(0), "WithRetention(0s): the retention must be between 1s and"},
 		{WithRetention(-time.Hour), "WithRetention(-1h0m0s)"},
 		{WithRetention(999 * time.Millisecond), "WithRetention(999ms)"},
@@ -309,18 +313,18 @@ func TestInvalidOptions(t *testing.T) {
 		require.IsType(t, "", msg, c.want)
 		assert.True(t, strings.HasPrefix(msg.(string), "activeusers.New: "+c.want), "got %q, want it to start %q", msg, c.want)
 	}
-	assert.PanicsWithValue(t, "activeusers.New: WithShards(0): the shard count must be between 1 and 65536; WithClock(nil): the clock must be a non-nil function",
-		func() { New(WithShards(0), WithClock(nil)) }, "every invalid option is named")
+	assert.PanicsWithValue(t, "activeusers.New: WithSegments(0): the segment count must be between 1 and 65536; WithClock(nil): the clock must be a non-nil function",
+		func() { New(WithSegments(0), WithClock(nil)) }, "every invalid option is named")
 }
 
 func TestOptionsApplied(t *testing.T) {
-	tr := New(WithShards(5), WithRetention(90*time.Minute+500*time.Millisecond))
+	tr := New(WithSegments(5), WithRetention(90*time.Minute+500*time.Millisecond))
 	defer tr.Close()
-	assert.Equal(t, 8, tr.Stats().Shards, "rounded up to a power of two")
+	assert.Equal(t, 8, tr.Stats().Segments, "rounded up to a power of two")
 	assert.Equal(t, 90*time.Minute, tr.Retention(), "truncated to whole seconds")
 	d := New()
 	defer d.Close()
-	assert.Equal(t, DefaultShards, d.Stats().Shards)
+	assert.Equal(t, DefaultSegments, d.Stats().Segments)
 	assert.Equal(t, DefaultRetention, d.Retention())
 }
 
@@ -360,7 +364,7 @@ func TestConcurrent(t *testing.T) {
 	now := t0
 	var mu sync.Mutex // guards now, read by the clock
 	clock := WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
-	tr := New(WithShards(8), WithRetention(time.Hour), clock)
+	tr := New(WithSegments(8), WithRetention(time.Hour), clock)
 	const workers, each, shared = 16, 2000, 500
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -413,7 +417,10 @@ func TestConcurrent(t *testing.T) {
 func TestChurnWithoutCounts(t *testing.T) {
 	now := t0
 	tr := New(WithRetention(100*time.Second), fixed(&now))
-	const perSec = 500 // 50,000 live users
+	perSec := 500 // 50,000 live users
+	if raceEnabled {
+		perSec = 100
+	}
 	u := 0
 	worst, worstBytes := 1.0, 0
 	defer func() { t.Logf("lowest share within retention: %.3f; most bytes per live user: %d", worst, worstBytes) }()
@@ -441,8 +448,11 @@ func TestMemoryAfterExpiry(t *testing.T) {
 	for _, gone := range []float64{0.3, 0.6, 0.9} {
 		now := t0
 		tr := New(WithRetention(time.Hour), fixed(&now))
-		const n = 200_000
-		old := int(gone * n)
+		n := 200_000
+		if raceEnabled {
+			n = 40_000
+		}
+		old := int(gone * float64(n))
 		for i := range n {
 			at := now
 			if i < old {

@@ -39,9 +39,9 @@ func contenders() []Contender {
 	}
 }
 
-// withShards is activeusers with n shards, named for it.
-func withShards(n int) Contender {
-	return Contender{fmt.Sprintf("activeusers/shards=%d", n), func() Tracker { return activeusers.New(activeusers.WithShards(n)) }}
+// withSegments is activeusers with n segments, named for it.
+func withSegments(n int) Contender {
+	return Contender{fmt.Sprintf("activeusers/segments=%d", n), func() Tracker { return activeusers.New(activeusers.WithSegments(n)) }}
 }
 
 // MutexMap is the design activeusers replaces, the baseline: one mutex over a

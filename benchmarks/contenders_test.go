@@ -16,7 +16,7 @@ import (
 // Every contender that can count must count the same: a benchmark of a wrong
 // tracker proves nothing.
 func TestContendersCount(t *testing.T) {
-	for _, c := range append(contenders(), withShards(4)) {
+	for _, c := range append(contenders(), withSegments(4)) {
 		t.Run(c.Name, func(t *testing.T) {
 			tr := c.New()
 			defer tr.Close()
@@ -52,16 +52,16 @@ func TestProgram(t *testing.T) {
 	}
 	charts := t.TempDir()
 	args := []string{"-runs", "1", "-benchtime", "10ms", "-users", "20000,40000", "-latency-users", "20000", "-latency-time", "100ms",
-		"-goroutines", "1,16", "-shard-sweep", "4,16", "-contenders", "activeusers,mutexmap,xsync"}
+		"-goroutines", "1,16", "-segment-sweep", "4,16", "-contenders", "activeusers,mutexmap,xsync"}
 	o, err := parseFlags(append(args, "-charts", charts))
 	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, run(o, &out))
 	for _, want := range []string{"Seen, returning users, 16 goroutines a core", "Counts, 20k users", "heap per user, 40k users",
-		"p99.9", "vs mutexmap", "activeusers", "xsync", "Seen, returning users, 4 shards", "best shard count"} {
+		"p99.9", "vs mutexmap", "activeusers", "xsync", "Seen, returning users, 4 segments", "best segment count"} {
 		assert.Contains(t, out.String(), want)
 	}
-	for _, f := range []string{"seen-goroutines.svg", "seen-shards.svg", "heap-users.svg", "seen-latency.svg"} {
+	for _, f := range []string{"seen-goroutines.svg", "seen-segments.svg", "heap-users.svg", "seen-latency.svg"} {
 		b, err := os.ReadFile(filepath.Join(charts, f))
 		require.NoError(t, err, f)
 		assert.Contains(t, string(b), "<svg", f)

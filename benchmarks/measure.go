@@ -208,3 +208,65 @@ func MeasureLatency(c Contender, users, perMilli int, scrapeEvery, d time.Durati
 	q := func(p float64) time.Duration { return samples[min(int(p*float64(len(samples))), len(samples)-1)] }
 	return Latency{P50: q(0.5), P90: q(0.9), P99: q(0.99), P999: q(0.999), P9999: q(0.9999), Max: samples[len(samples)-1], Calls: total}
 }
+
+// Tail is the distribution of single Seen call times in a closed loop.
+type Tail struct {
+	P50, P999, P9999, Max time.Duration
+	Calls                 int
+}
+
+// MeasureTail runs Seen in a closed loop from par goroutines per GOMAXPROCS,
+// each timing every one of its own calls, and returns the distribution of all
+// of them. With grow false, tr first holds users uids and calls calls Seens of
+// them picked at random; with grow true, tr starts empty and the goroutines
+// share out users new uids, each seen once, so the tracker grows from 0 to
+// users while it is measured. Once goroutines outnumber cores, as in every busy
+// server, a call that has to wait for another goroutine waits its turn behind
+// the runnable ones: this is what shows it.
+func MeasureTail(c Contender, users, calls, par int, grow bool) Tail {
+	uids := uidPool(users)
+	tr := c.New()
+	defer tr.Close()
+	if !grow {
+		fill(tr, uids)
+	} else {
+		calls = users
+	}
+	runtime.GC()
+	g := par * runtime.GOMAXPROCS(0)
+	per := calls / g
+	samples := make([][]time.Duration, g)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for k := range g {
+		samples[k] = make([]time.Duration, 0, per+per/4)
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(k), 11))
+			s := samples[k]
+			for {
+				var u string
+				if grow {
+					i := int(next.Add(1) - 1)
+					if i >= users {
+						break
+					}
+					u = uids[i]
+				} else {
+					if len(s) == per {
+						break
+					}
+					u = uids[r.IntN(len(uids))]
+				}
+				t0 := time.Now()
+				tr.Seen(u)
+				s = append(s, time.Since(t0))
+			}
+			samples[k] = s
+		})
+	}
+	wg.Wait()
+	all := slices.Concat(samples...)
+	slices.Sort(all)
+	q := func(p float64) time.Duration { return all[min(int(p*float64(len(all))), len(all)-1)] }
+	return Tail{P50: q(0.5), P999: q(0.999), P9999: q(0.9999), Max: all[len(all)-1], Calls: len(all)}
+}

@@ -1,44 +1,60 @@
-// Package table is the flat, pointer-free hash table behind each shard: 64-bit
-// keys mapped to 32-bit Unix seconds, open addressing with linear probing and
-// backward-shift deletion.
+// Package table is the flat, pointer-free hash table behind each segment of a
+// tracker: 64-bit keys mapped to 32-bit Unix seconds, open addressing with
+// linear probing, at most MaxCapacity slots.
 //
 // A Go map[uint64]uint32 spends 16 bytes a slot plus control bytes, iterates
 // slowly and never shrinks. Here a slot is 12 bytes (key halves and time side by
-// side, so a Seen touches one cache line), the capacity is any integer (so the
-// load factor stays within a narrow band instead of halving at every doubling),
-// and the table shrinks when a sweep leaves it mostly empty. Nothing in it holds
-// a pointer, so the garbage collector never scans it.
+// side, so a lookup touches one cache line), the capacity is any integer up to
+// MaxCapacity (so the load factor stays within a narrow band instead of halving
+// at every doubling), and the table shrinks when a prune leaves it under half
+// full. Nothing in it holds a pointer, so the garbage collector never scans it.
 //
-// A Table is not safe for concurrent use; each shard guards its own with a mutex.
+// Concurrency. Writers (Record, Sweep, Prune, CountAndPrune, Split) hold the
+// owner's lock. Touch, the returning user's path, takes no lock and may run
+// beside any of them: an entry never moves within a live slot array — deletion
+// leaves a tombstone (the key stays, its time becomes 0) — so a key found at a
+// slot stays at that slot, and every replacement of the array (to grow, shrink,
+// drop tombstones or split) happens while a version number is odd. Touch raises
+// a time with a compare-and-swap and then checks the version: if the array was
+// being replaced, its update may have gone to the old one, and it says so.
 package table
 
 import (
 	"math/bits"
+	"sync/atomic"
+	"unsafe"
 )
 
 // Load factor band. Linear probing stays fast up to about 0.8 (an unsuccessful
 // probe then reads ~13 slots, about two cache lines); above it probe chains grow
-// quadratically. Growing to 0.625 rather than 0.4 (doubling) keeps the heap per
-// entry between 12/0.8 = 15 and 12/0.625 = 19.2 bytes at every size, at the cost
-// of resizing ~4× as often as doubling would (each resize is one shard's worth
-// of work, and the amortised cost is a few slot moves per insert).
+// quadratically. Tombstones count towards the load (they lengthen probes like
+// live entries) until a rebuild drops them. Rebuilding to 0.625 rather than 0.4
+// (doubling) keeps the heap per entry between 12/0.8 = 15 and 12/0.625 = 19.2
+// bytes while entries only arrive, at the cost of rebuilding ~4× as often as
+// doubling would; every rebuild is bounded by MaxCapacity.
 const (
-	maxLoadNum, maxLoadDen = 4, 5 // grow or sweep above 0.8
-	// after a full sweep, grow only if the table is still above 0.7: a sweep that
-	// freed at least a tenth of the slots buys a tenth of the capacity in inserts
-	// before the next one, which bounds the amortised sweep cost at ~10 slot
-	// reads per insert.
-	keepLoadNum, keepLoadDen     = 7, 10
-	targetLoadNum, targetLoadDen = 5, 8 // resize to 0.625
+	maxLoadNum, maxLoadDen       = 4, 5 // rebuild (or split) before passing 0.8
+	targetLoadNum, targetLoadDen = 5, 8 // rebuild to 0.625
 	// Shrink when a prune leaves the table under half full, back to 0.625: so
 	// once pruned, a table holds 12/0.8 = 15 to 12/0.5 = 24 bytes an entry. The
 	// band 0.5–0.8 still leaves a fifth of the entries to expire between a
-	// shrink and the next, so a table does not resize back and forth.
+	// shrink and the next, so a table does not rebuild back and forth.
 	shrinkBelowDen = 2
+	// Rebuild after a prune that leaves more than an eighth of the slots as
+	// tombstones, so that probes stay short whatever the churn.
+	maxTombDen = 8
 
-	// MinCapacity is the smallest table: with 256 shards an empty tracker's
-	// tables take 256×16×12 bytes = 48 KiB.
+	// MinCapacity is the smallest table: 16 slots, 192 bytes.
 	MinCapacity = 16
+
+	// MaxCapacity bounds a table, and so every piece of work done under its
+	// owner's lock: a rebuild, a split, a prune or a counting pass reads at most
+	// 1024 slots (12 KiB, a few microseconds). A tracker grows by splitting full
+	// tables rather than by enlarging them, so no lock is ever held for work
+	// proportional to the number of users, at a million users or a billion.
+	// Smaller tables would mean more segments (each a lock and ~128 bytes of
+	// header: 0.2 bytes an account at this size) and more directory.
+	MaxCapacity = 1024
 
 	// SweepStep is how many slots each insert examines for expired entries. In
 	// steady churn an expired entry lingers for at most one trip of the cursor
@@ -54,22 +70,25 @@ const (
 // slot is one entry. The key is split in two halves so that the struct is 12
 // bytes with 4-byte alignment rather than 16 with 8. An empty slot is all
 // zeros: callers never store a key of 0 (they map a hash of 0 to 1) nor a
-// second of 0 (1970-01-01T00:00:00, clamped to 1), so a pass over the table can
-// tell an empty slot by its time alone.
+// second of 0 (1970-01-01T00:00:00, clamped to 1), so a time of 0 means "not
+// live": empty if the key is 0 too, a tombstone otherwise. A pass that only
+// counts can tell live slots by their time alone.
+//
+// The fields are atomics because Touch reads them, and raises sec, without the
+// owner's lock. The key of a slot in a live array is written once, before its
+// time (which publishes it), and never again.
 type slot struct {
-	lo, hi uint32
-	sec    uint32
+	lo, hi, sec atomic.Uint32
 }
 
-func (s *slot) empty() bool { return s.sec == 0 }
-func (s *slot) key() uint64 { return uint64(s.hi)<<32 | uint64(s.lo) }
+func (s *slot) key() uint64 { return uint64(s.hi.Load())<<32 | uint64(s.lo.Load()) }
 
 // SlotBytes is the size of one slot, for memory accounting.
 const SlotBytes = 12
 
 // Mixer turns a stored key into a placement hash with per-tracker secret seeds,
 // so that uids chosen by an attacker (who can compute the unseeded xxhash) cannot
-// be steered into one shard or one probe chain. The stored key stays the plain
+// be steered into one segment or one probe chain. The stored key stays the plain
 // hash, so snapshots and other instances agree on it.
 type Mixer struct{ s0, s1 uint64 }
 
@@ -81,8 +100,8 @@ func NewMixer(s0, s1 uint64) Mixer {
 
 // Mix is a seeded 64×64→128-bit multiply folded to 64 bits (wyhash's "mum"),
 // followed by murmur3's finaliser so that every output bit depends on every
-// input bit even for small keys. Shards take the low bits of the result, slots
-// the high bits. About 2 ns.
+// input bit even for small keys. Segments take the low bits of the result,
+// slots the high bits. About 2 ns.
 func (m Mixer) Mix(key uint64) uint64 {
 	hi, lo := bits.Mul64(key^m.s0, m.s1)
 	x := hi ^ lo
@@ -94,32 +113,43 @@ func (m Mixer) Mix(key uint64) uint64 {
 	return x
 }
 
+// slots is one slot array, published whole through an atomic pointer.
+type slots struct{ s []slot }
+
 // Table maps keys to the last second they were seen at.
 type Table struct {
-	slots  []slot
-	n      int // occupied slots
-	cursor int // next slot the incremental sweep examines
+	// ver is odd while the slot array is being replaced, and stays odd once
+	// the table is retired by Split. Touch reads it before and after.
+	ver    atomic.Uint32
+	arr    atomic.Pointer[slots]
+	n      int  // live entries
+	used   int  // live entries and tombstones
+	full   bool // at MaxCapacity and full of live entries: due to be split
+	cursor int  // next slot the incremental sweep examines
 	mix    Mixer
 }
 
-// New returns an empty table with room for capacity entries at the target load.
-func New(mix Mixer, capacity int) Table {
-	return Table{slots: make([]slot, capFor(capacity)), mix: mix}
+// New returns an empty table with room for capacity entries at the target load
+// (at most MaxCapacity slots).
+func New(mix Mixer, capacity int) *Table {
+	t := &Table{mix: mix}
+	t.arr.Store(&slots{make([]slot, capFor(capacity))})
+	return t
 }
 
 func capFor(n int) int {
-	c := n * targetLoadDen / targetLoadNum
-	if c < MinCapacity {
-		c = MinCapacity
-	}
-	return c
+	return min(max(n*targetLoadDen/targetLoadNum, MinCapacity), MaxCapacity)
 }
+
+// fits reports whether n entries and tombstones fit in c slots within the load
+// band.
+func fits(n, c int) bool { return n*maxLoadDen <= c*maxLoadNum }
 
 // Len is the number of entries held.
 func (t *Table) Len() int { return t.n }
 
 // Cap is the number of slots.
-func (t *Table) Cap() int { return len(t.slots) }
+func (t *Table) Cap() int { return len(t.arr.Load().s) }
 
 // home is the slot a placement hash belongs in: the high half of m×len, which
 // maps uniformly onto any length without a division (Lemire's fast range).
@@ -128,18 +158,19 @@ func home(m uint64, n int) int {
 	return int(hi)
 }
 
-// find returns the slot holding key, or the empty slot that ends its probe
-// chain (where key would go), and whether key was found.
-func (t *Table) find(key, m uint64) (*slot, bool) {
-	s := t.slots
+// find returns the live slot holding key, or the empty slot that ends its probe
+// chain (where key would go), and whether key was found. Tombstones, even of
+// the same key, are passed over.
+func find(s []slot, key, m uint64) (*slot, bool) {
 	i := home(m, len(s))
 	lo, hi := uint32(key), uint32(key>>32)
 	for {
 		e := &s[i]
-		if e.lo == lo && e.hi == hi {
-			return e, true
-		}
-		if e.sec == 0 {
+		if e.sec.Load() != 0 {
+			if e.lo.Load() == lo && e.hi.Load() == hi {
+				return e, true
+			}
+		} else if e.lo.Load() == 0 && e.hi.Load() == 0 {
 			return e, false
 		}
 		if i++; i == len(s) {
@@ -148,62 +179,133 @@ func (t *Table) find(key, m uint64) (*slot, bool) {
 	}
 }
 
-// Record records key (whose placement hash is m, and which is not 0) as seen
-// at sec (which is not 0), keeping the later of sec and any time already held,
-// and reports whether the key was new. A new key also pays for the table's
-// upkeep: the incremental sweep of SweepStep slots and, when the table is full,
-// a whole prune and perhaps a resize, all deleting only entries older than
-// cutoff. The caller derives cutoff from its clock, never from sec: a time from
-// the future must not expire entries its clock still retains.
-func (t *Table) Record(key, m uint64, sec, cutoff uint32) bool {
-	e, found := t.find(key, m)
-	if found {
-		if sec > e.sec {
-			e.sec = sec
-		}
+// Touch raises the time of key (placement hash m) to sec if the table holds it,
+// without the owner's lock, and reports whether that is done. False means the
+// key is not held or the table was being rebuilt or split meanwhile: the
+// caller must take the lock and call Record (which is idempotent). Touch never
+// allocates and never inserts.
+func (t *Table) Touch(key, m uint64, sec uint32) bool {
+	v := t.ver.Load()
+	if v&1 != 0 {
 		return false
 	}
-	*e = slot{lo: uint32(key), hi: uint32(key >> 32), sec: sec}
-	t.n++
-	t.Sweep(SweepStep, cutoff)
-	if t.n*maxLoadDen > len(t.slots)*maxLoadNum {
-		t.Prune(cutoff)
-		if t.n*keepLoadDen > len(t.slots)*keepLoadNum {
-			t.resize(capFor(t.n))
+	e, found := find(t.arr.Load().s, key, m)
+	if !found {
+		return false
+	}
+	for {
+		old := e.sec.Load()
+		if old >= sec {
+			return true // already as recent: whichever array holds it, it holds that
+		}
+		if old == 0 {
+			return false // tombstoned meanwhile: the caller inserts it again
+		}
+		if e.sec.CompareAndSwap(old, sec) {
+			// The slot still held key (keys never change in a live array; a
+			// tombstone has time 0, which the swap would not match). If the
+			// array was being replaced meanwhile the copy may predate the swap.
+			return t.ver.Load() == v
 		}
 	}
+}
+
+// Outcome says what Record did.
+type Outcome uint8
+
+const (
+	Updated  Outcome = iota // the key was held; its time is now the later of the two
+	Inserted                // the key was new and is now held
+	Full                    // the key was new and does not fit: the table is at MaxCapacity and full of live entries; Split it and record again
+)
+
+// Record records key (whose placement hash is m, and which is not 0) as seen
+// at sec (which is not 0), keeping the later of sec and any time already held.
+// A new key also pays for the table's upkeep: the incremental sweep of
+// SweepStep slots and, when the table would pass its load band, a whole prune
+// and a rebuild, all deleting only entries older than cutoff. The caller
+// derives cutoff from its clock, never from sec: a time from the future must
+// not expire entries its clock still retains. The caller holds the lock.
+func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
+	s := t.arr.Load().s
+	e, found := find(s, key, m)
+	if found {
+		for {
+			old := e.sec.Load()
+			if old >= sec || e.sec.CompareAndSwap(old, sec) {
+				return Updated
+			}
+			if old == 0 { // impossible under the lock, but never spin on it
+				break
+			}
+		}
+	}
+	if t.full {
+		return Full // its split is under way: no need to scan it again
+	}
+	if !fits(t.used+1, len(s)) {
+		if !t.makeRoom(cutoff) {
+			t.full = true
+			return Full
+		}
+		e, _ = find(t.arr.Load().s, key, m)
+	}
+	e.lo.Store(uint32(key))
+	e.hi.Store(uint32(key >> 32))
+	e.sec.Store(sec) // last: publishes the entry to Touch
+	t.n++
+	t.used++
+	t.Sweep(SweepStep, cutoff)
+	return Inserted
+}
+
+// makeRoom deletes what is older than cutoff and rebuilds the array without
+// tombstones at the target load for one more entry, no larger than
+// MaxCapacity. It reports whether one more entry then fits.
+func (t *Table) makeRoom(cutoff uint32) bool {
+	t.expire(cutoff)
+	c := capFor(t.n + 1)
+	if !fits(t.n+1, c) {
+		return false
+	}
+	t.rebuild(c)
 	return true
 }
 
-// Merge is Record without the upkeep, for bulk loads that prune once at the end:
-// the key's time becomes the later of sec and what is held. It grows the table
-// as needed.
-func (t *Table) Merge(key, m uint64, sec uint32) {
-	if (t.n+1)*maxLoadDen > len(t.slots)*maxLoadNum {
-		t.resize(capFor(t.n + 1))
+// expire tombstones every entry older than cutoff.
+func (t *Table) expire(cutoff uint32) {
+	s := t.arr.Load().s
+	for i := range s {
+		t.expireAt(&s[i], cutoff)
 	}
-	e, found := t.find(key, m)
-	if !found {
-		*e = slot{lo: uint32(key), hi: uint32(key >> 32)}
-		t.n++
+}
+
+// expireAt tombstones e if it is live and older than cutoff. A Touch may raise
+// its time meanwhile: the swap then fails and the entry stays.
+func (t *Table) expireAt(e *slot, cutoff uint32) {
+	for {
+		sec := e.sec.Load()
+		if sec == 0 || sec >= cutoff {
+			return
+		}
+		if e.sec.CompareAndSwap(sec, 0) {
+			t.n--
+			return
+		}
 	}
-	e.sec = max(e.sec, sec)
 }
 
 // Sweep examines up to steps slots from the cursor onwards, deleting entries
 // older than cutoff. It is the bounded, incremental half of pruning: inserts call
 // it so that churn cleans up after itself without anyone calling Counts.
 func (t *Table) Sweep(steps int, cutoff uint32) {
-	s := t.slots
+	s := t.arr.Load().s
 	i := t.cursor
 	if i >= len(s) {
 		i = 0
 	}
 	for ; steps > 0; steps-- {
-		if e := &s[i]; !e.empty() && e.sec < cutoff {
-			t.deleteAt(i) // a later entry may have shifted into i: look again
-			continue
-		}
+		t.expireAt(&s[i], cutoff)
 		if i++; i == len(s) {
 			i = 0
 		}
@@ -211,55 +313,19 @@ func (t *Table) Sweep(steps int, cutoff uint32) {
 	t.cursor = i
 }
 
-// deleteAt empties slot i and shifts later members of its probe chain back so
-// that no chain has a gap (backward-shift deletion: no tombstones, so probe
-// lengths never degrade with churn).
-func (t *Table) deleteAt(i int) {
-	s := t.slots
-	hole, j := i, i
-	for {
-		if j++; j == len(s) {
-			j = 0
-		}
-		e := s[j]
-		if e.empty() {
-			break
-		}
-		h := home(t.mix.Mix(e.key()), len(s))
-		// e may fill the hole unless its home lies cyclically in (hole, j].
-		if hole <= j {
-			if hole < h && h <= j {
-				continue
-			}
-		} else if h > hole || h <= j {
-			continue
-		}
-		s[hole] = e
-		hole = j
-	}
-	s[hole] = slot{}
-	t.n--
-}
-
-// Prune deletes every entry older than cutoff and shrinks the table if that
-// left it mostly empty.
+// Prune deletes every entry older than cutoff and rebuilds the table if that
+// left it under half full or with many tombstones.
 func (t *Table) Prune(cutoff uint32) {
 	t.CountAndPrune(cutoff, nil, nil)
 }
 
 // CountAndPrune adds to counts[k] the number of entries seen at or after
 // since[k] (which must not be 0). Entries older than cutoff are deleted on the
-// way and never counted, and the table shrinks if that left it mostly empty.
-//
-// The pass starts just after an empty slot and wraps round to it: backward
-// shifts never cross an empty slot, so every move during the pass goes from a
-// slot not yet visited to the current one or later, and no entry is counted
-// twice or missed.
+// way and never counted, and the table is rebuilt smaller, or without its
+// tombstones, if that left it under half full or with many tombstones. Entries
+// never move within the pass: deletion leaves tombstones.
 func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
-	start := 0
-	for !t.slots[start].empty() {
-		start++ // the load factor is at most 0.8: an empty slot exists
-	}
+	s := t.arr.Load().s
 	var th [4]uint64
 	for k := range th {
 		th[k] = 1 << 32 // counts nothing
@@ -268,39 +334,43 @@ func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
 		}
 	}
 	var c [4]int
-	t.countRange(start+1, len(t.slots), cutoff, &th, &c, since, counts)
-	t.countRange(0, start, cutoff, &th, &c, since, counts)
+	for i := 0; i < len(s); {
+		run := countRun(s[i:], cutoff, &th, &c)
+		if len(since) > len(th) {
+			countRest(s[i:i+run], since[len(th):], counts[len(th):])
+		}
+		if i += run; i < len(s) {
+			t.expireAt(&s[i], cutoff)
+			// If a Touch raised it meanwhile it is live and within the
+			// cutoff: the next run counts it.
+		}
+	}
 	for k := range min(len(counts), len(c)) {
 		counts[k] += c[k]
 	}
-	t.maybeShrink()
+	t.tidy()
 }
 
-// countRange counts slots [from, to). The first four thresholds are counted
-// by a tight loop that keeps its counters in registers and calls nothing; it
-// stops at each expired entry so that the deletion (rare) happens out here.
-// Further thresholds (rarer still) take a slow loop.
-func (t *Table) countRange(from, to int, cutoff uint32, th *[4]uint64, c *[4]int, since []uint32, counts []int) {
-	for i := from; i < to; {
-		run := countRun(t.slots[i:to], cutoff, th, c)
-		if len(since) > len(th) {
-			countRest(t.slots[i:i+run], since[len(th):], counts[len(th):])
-		}
-		if i += run; i < to {
-			t.deleteAt(i) // a later entry may shift into i: the next run looks again
-		}
+// tidy rebuilds the array after a prune if it is under half full (to shrink
+// it) or an eighth tombstones (to keep probes short).
+func (t *Table) tidy() {
+	c := len(t.arr.Load().s)
+	if (c > MinCapacity && t.n*shrinkBelowDen < c) || (t.used-t.n)*maxTombDen > c {
+		t.rebuild(capFor(t.n))
 	}
 }
 
-// countRun counts the entries of s into c until the first entry older than
+// countRun counts the live entries of s into c until the first one older than
 // cutoff, and returns its index (len(s) if none).
 //
 // It is branch-free but for that stop: a third of the slots are empty, at
 // random, and a branch on emptiness mispredicts often enough to more than
-// double the time of the pass. Empty slots have time 0, which no threshold
-// reaches and which sec-1 turns into the largest uint32, never below cutoff-1.
-// Each threshold costs three instructions a slot: (sec - th) >> 63 is -1 if
-// sec < th and 0 otherwise, so the count is the slots passed plus the sum.
+// double the time of the pass. Empty slots and tombstones have time 0, which
+// no threshold reaches and which sec-1 turns into the largest uint32, never
+// below cutoff-1. Each threshold costs three instructions a slot:
+// (sec - th) >> 63 is -1 if sec < th and 0 otherwise, so the count is the
+// slots passed plus the sum. (The atomic loads are plain loads on amd64 and
+// arm64.)
 func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	switch {
 	case th[2] == 1<<32:
@@ -313,7 +383,7 @@ func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	lim := max(cutoff, 1) - 1
 	i := 0
 	for ; i < len(s); i++ {
-		sec := s[i].sec
+		sec := s[i].sec.Load()
 		if sec-1 < lim {
 			break
 		}
@@ -339,7 +409,7 @@ func countRun3(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	lim := max(cutoff, 1) - 1
 	i := 0
 	for ; i < len(s); i++ {
-		sec := s[i].sec
+		sec := s[i].sec.Load()
 		if sec-1 < lim {
 			break
 		}
@@ -362,7 +432,7 @@ func countRun2(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	lim := max(cutoff, 1) - 1
 	i := 0
 	for ; i < len(s); i++ {
-		sec := s[i].sec
+		sec := s[i].sec.Load()
 		if sec-1 < lim {
 			break
 		}
@@ -377,9 +447,9 @@ func countRun2(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 
 func countRest(s []slot, since []uint32, counts []int) {
 	for i := range s {
-		if e := &s[i]; !e.empty() {
+		if sec := s[i].sec.Load(); sec != 0 {
 			for k, th := range since {
-				if e.sec >= th {
+				if sec >= th {
 					counts[k]++
 				}
 			}
@@ -387,40 +457,90 @@ func countRest(s []slot, since []uint32, counts []int) {
 	}
 }
 
-func (t *Table) maybeShrink() {
-	if len(t.slots) > MinCapacity && t.n*shrinkBelowDen < len(t.slots) {
-		if c := capFor(t.n); c < len(t.slots) {
-			t.resize(c)
-		}
-	}
-}
-
-// Range calls fn for every entry seen at or after since, in slot order. It
-// neither deletes nor moves entries.
+// Range calls fn for every live entry seen at or after since, in slot order.
+// It changes nothing.
 func (t *Table) Range(since uint32, fn func(key uint64, sec uint32)) {
-	for i := range t.slots {
-		if e := &t.slots[i]; !e.empty() && e.sec >= since {
-			fn(e.key(), e.sec)
+	s := t.arr.Load().s
+	for i := range s {
+		e := &s[i]
+		if sec := e.sec.Load(); sec != 0 && sec >= since {
+			fn(e.key(), sec)
 		}
 	}
 }
 
-func (t *Table) resize(c int) {
-	old := t.slots
+// rebuild replaces the array by one of c slots holding the live entries and
+// no tombstones. The version is odd meanwhile, so a Touch that raises a time
+// in the old array after this copied it finds out.
+func (t *Table) rebuild(c int) {
+	t.ver.Add(1)
+	s, n := t.copyInto(c, func(uint64) bool { return true })
+	t.arr.Store(&slots{s})
+	t.n, t.used, t.cursor = n, n, 0
+	t.ver.Add(1)
+}
+
+// copyInto places the live entries for which keep(placement hash) holds into
+// a new array of c slots, and returns it and how many it holds.
+func (t *Table) copyInto(c int, keep func(m uint64) bool) ([]slot, int) {
+	old := t.arr.Load().s
 	s := make([]slot, c)
+	n := 0
 	for k := range old {
-		e := old[k]
-		if e.empty() {
+		e := &old[k]
+		sec := e.sec.Load()
+		if sec == 0 {
 			continue
 		}
-		i := home(t.mix.Mix(e.key()), c)
-		for !s[i].empty() {
+		key := e.key()
+		m := t.mix.Mix(key)
+		if !keep(m) {
+			continue
+		}
+		i := home(m, c)
+		for *(*uint32)(unsafe.Pointer(&s[i].sec)) != 0 { // unpublished: see setUnpublished
 			if i++; i == c {
 				i = 0
 			}
 		}
-		s[i] = e
+		s[i].setUnpublished(key, sec)
+		n++
 	}
-	t.slots = s
-	t.cursor = 0
+	return s, n
+}
+
+// setUnpublished fills a slot of an array no other goroutine can see yet with
+// plain stores: an atomic store is a locked exchange on amd64, three a slot,
+// and the array is published afterwards through an atomic pointer, which
+// orders these writes before any read of it.
+func (e *slot) setUnpublished(key uint64, sec uint32) {
+	*(*uint32)(unsafe.Pointer(&e.lo)) = uint32(key)
+	*(*uint32)(unsafe.Pointer(&e.hi)) = uint32(key >> 32)
+	*(*uint32)(unsafe.Pointer(&e.sec)) = sec
+}
+
+// Split retires the table and returns two tables holding its live entries:
+// those whose placement hash has bit b clear, and those with it set. A
+// retired table's version stays odd, so every Touch of it fails and its
+// caller looks the key up again; the caller must stop recording into it.
+func (t *Table) Split(b uint) (zero, one *Table) {
+	t.ver.Add(1) // never added back: retired
+	n := t.n
+	count := func(bit uint64) int {
+		k := 0
+		for i, s := 0, t.arr.Load().s; i < len(s); i++ {
+			if s[i].sec.Load() != 0 && t.mix.Mix(s[i].key())>>b&1 == bit {
+				k++
+			}
+		}
+		return k
+	}
+	n0 := count(0)
+	side := func(bit uint64, k int) *Table {
+		s, got := t.copyInto(capFor(k), func(m uint64) bool { return m>>b&1 == bit })
+		nt := &Table{mix: t.mix, n: got, used: got}
+		nt.arr.Store(&slots{s})
+		return nt
+	}
+	return side(0, n0), side(1, n-n0)
 }

@@ -2,35 +2,50 @@ package table
 
 import (
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
 // Get returns the time held for key and whether it is present (tests only).
 func (t *Table) Get(key uint64) (uint32, bool) {
-	e, found := t.find(key, t.mix.Mix(key))
-	return e.sec, found
+	e, found := find(t.arr.Load().s, key, t.mix.Mix(key))
+	if !found {
+		return 0, false
+	}
+	return e.sec.Load(), true
 }
 
-// check verifies the linear-probing invariant: every entry is reachable from its
-// home slot without crossing an empty slot, and n counts the occupied slots.
+// check verifies the linear-probing invariant: every live entry is reachable
+// from its home slot without crossing an empty slot (tombstones keep chains
+// whole), no key is live twice, and n and used count what the slots hold.
 func check(t *testing.T, tb *Table) {
 	t.Helper()
-	n := 0
-	for i := range tb.slots {
-		e := tb.slots[i]
-		if e.empty() {
+	s := tb.arr.Load().s
+	n, used := 0, 0
+	seen := map[uint64]bool{}
+	for i := range s {
+		e := &s[i]
+		if e.key() == 0 {
+			continue
+		}
+		used++
+		if e.sec.Load() == 0 {
 			continue
 		}
 		n++
-		h := home(tb.mix.Mix(e.key()), len(tb.slots))
-		for j := h; j != i; j = (j + 1) % len(tb.slots) {
-			if tb.slots[j].empty() {
+		if seen[e.key()] {
+			t.Fatalf("key %x live twice", e.key())
+		}
+		seen[e.key()] = true
+		h := home(tb.mix.Mix(e.key()), len(s))
+		for j := h; j != i; j = (j + 1) % len(s) {
+			if s[j].key() == 0 {
 				t.Fatalf("entry %x at %d: gap at %d after its home %d", e.key(), i, j, h)
 			}
 		}
 	}
-	if n != tb.n {
-		t.Fatalf("n = %d, occupied = %d", tb.n, n)
+	if n != tb.n || used != tb.used {
+		t.Fatalf("n = %d, used = %d; slots hold %d live, %d used", tb.n, tb.used, n, used)
 	}
 }
 
@@ -43,7 +58,7 @@ func TestAgainstMap(t *testing.T) {
 		mix := NewMixer(r.Uint64(), r.Uint64())
 		tb := New(mix, 0)
 		ref := map[uint64]uint32{}
-		keys := 1 + r.IntN(2000)
+		keys := 1 + r.IntN(800) // at most MaxCapacity×0.8: one table never fills
 		now := uint32(1000)
 		for range 3000 {
 			now += uint32(r.IntN(3))
@@ -59,14 +74,18 @@ func TestAgainstMap(t *testing.T) {
 			case op < 80:
 				k := 1 + r.Uint64N(uint64(keys))
 				sec := now - uint32(r.IntN(150))
-				tb.Record(k, mix.Mix(k), sec, cutoff)
-				if old, ok := ref[k]; !ok || sec > old {
-					ref[k] = sec
+				if tb.Record(k, mix.Mix(k), sec, cutoff) == Full {
+					t.Fatalf("round %d: full with %d keys", round, keys)
+				}
+				if old, ok := ref[k]; !ok || sec > old || old < cutoff {
+					ref[k] = sec // (an expired entry may have been swept: it comes back at sec)
 				}
 			case op < 90:
 				k := 1 + r.Uint64N(uint64(keys))
 				sec := now - uint32(r.IntN(150))
-				tb.Merge(k, mix.Mix(k), sec)
+				if !tb.Touch(k, mix.Mix(k), sec) {
+					break // not held (or swept): Touch never inserts
+				}
 				if old, ok := ref[k]; !ok || sec > old {
 					ref[k] = sec
 				}
@@ -97,11 +116,11 @@ func TestAgainstMap(t *testing.T) {
 				if tb.Len() != len(ref) {
 					t.Fatalf("round %d: after Count, Len %d, want %d", round, tb.Len(), len(ref))
 				}
-				if load := float64(tb.n) / float64(len(tb.slots)); load < 0.5 && len(tb.slots) > MinCapacity {
-					t.Fatalf("round %d: load %.3f below 0.5 after a prune (%d in %d slots)", round, load, tb.n, len(tb.slots))
+				if load := float64(tb.n) / float64(tb.Cap()); load < 0.5 && tb.Cap() > MinCapacity {
+					t.Fatalf("round %d: load %.3f below 0.5 after a prune (%d in %d slots)", round, load, tb.n, tb.Cap())
 				}
 			}
-			check(t, &tb)
+			check(t, tb)
 			// Every live entry of the reference is present with its time; the
 			// table may hold expired entries the reference has dropped.
 			for k, s := range ref {
@@ -112,49 +131,97 @@ func TestAgainstMap(t *testing.T) {
 					t.Fatalf("round %d: key %d: got %d,%v want %d", round, k, got, ok, s)
 				}
 			}
-			load := float64(tb.n) / float64(len(tb.slots))
-			if load > 0.8+1e-9 {
+			if load := float64(tb.used) / float64(tb.Cap()); load > 0.8+1e-9 {
 				t.Fatalf("load %.3f above 0.8", load)
 			}
 		}
 	}
 }
 
-// TestWalkWraps puts a probe chain across the end of the slice and deletes
-// inside it during a Count, the case where a careless walk visits an entry twice.
-func TestWalkWraps(t *testing.T) {
+// TestSplit: the two halves hold exactly the live entries, divided by the bit,
+// and the retired table refuses every Touch.
+func TestSplit(t *testing.T) {
 	mix := NewMixer(7, 9)
-	for trial := range 200 {
-		tb := New(mix, 0)
-		c := len(tb.slots)
-		// Find keys whose home is the last slot.
-		var keys []uint64
-		for k := uint64(1); len(keys) < 6; k++ {
-			if home(mix.Mix(k), c) == c-1 {
-				keys = append(keys, k)
-			}
+	tb := New(mix, 0)
+	var keys []uint64
+	for k := uint64(1); ; k++ {
+		out := tb.Record(k, mix.Mix(k), 100+uint32(k%3), 50)
+		if out == Full {
+			break
 		}
-		for i, k := range keys {
-			sec := uint32(100)
-			if (i+trial)%2 == 0 {
-				sec = 10 // expired
-			}
-			tb.Merge(k, mix.Mix(k), sec)
-		}
-		check(t, &tb)
-		live := tb.Len()
-		for i := range keys {
-			if (i+trial)%2 == 0 {
-				live--
-			}
-		}
-		got := []int{0}
-		tb.CountAndPrune(50, []uint32{1}, got)
-		if got[0] != live || tb.Len() != live {
-			t.Fatalf("trial %d: counted %d, len %d, want %d", trial, got[0], tb.Len(), live)
-		}
-		check(t, &tb)
+		keys = append(keys, k)
 	}
+	if tb.Cap() != MaxCapacity || len(keys) != MaxCapacity*4/5 {
+		t.Fatalf("full at %d slots with %d keys", tb.Cap(), len(keys))
+	}
+	tb.CountAndPrune(101, nil, nil) // a third expire: tombstones, to be dropped
+	zero, one := tb.Split(3)
+	check(t, zero)
+	check(t, one)
+	for _, k := range keys {
+		m := mix.Mix(k)
+		live := 100+uint32(k%3) >= 101
+		want, other := zero, one
+		if m>>3&1 == 1 {
+			want, other = one, zero
+		}
+		if _, ok := want.Get(k); ok != live {
+			t.Fatalf("key %d: in its half %v, want %v", k, ok, live)
+		}
+		if _, ok := other.Get(k); ok {
+			t.Fatalf("key %d in the wrong half", k)
+		}
+		if tb.Touch(k, m, 200) {
+			t.Fatal("a retired table took a Touch")
+		}
+	}
+	if zero.Len()+one.Len() != tb.Len() {
+		t.Fatalf("halves hold %d+%d of %d", zero.Len(), one.Len(), tb.Len())
+	}
+}
+
+// TestTouchDuringRebuild: a Touch that raced a rebuild reports failure, so
+// its caller records again under the lock, and no raise is lost. Run it under
+// -race.
+func TestTouchDuringRebuild(t *testing.T) {
+	mix := NewMixer(3, 4)
+	tb := New(mix, 0)
+	const n = 500
+	for k := uint64(1); k <= n; k++ {
+		tb.Record(k, mix.Mix(k), 10, 1)
+	}
+	var mu sync.Mutex // the owner's lock
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			mu.Lock()
+			tb.rebuild(capFor(tb.n))
+			mu.Unlock()
+		}
+	})
+	for sec := uint32(11); sec < 200; sec++ {
+		for k := uint64(1); k <= n; k++ {
+			if !tb.Touch(k, mix.Mix(k), sec) {
+				mu.Lock()
+				tb.Record(k, mix.Mix(k), sec, 1)
+				mu.Unlock()
+			}
+		}
+	}
+	close(done)
+	wg.Wait()
+	for k := uint64(1); k <= n; k++ {
+		if got, ok := tb.Get(k); !ok || got != 199 {
+			t.Fatalf("key %d: %d, %v; want 199", k, got, ok)
+		}
+	}
+	check(t, tb)
 }
 
 // TestChurnStaysPruned inserts many generations of keys that each expire, with
@@ -163,11 +230,13 @@ func TestWalkWraps(t *testing.T) {
 func TestChurnStaysPruned(t *testing.T) {
 	mix := NewMixer(3, 5)
 	tb := New(mix, 0)
-	const perSec, ret = 100, 100 // 10,000 live keys
+	const perSec, ret = 6, 100 // 600 live keys: one table's worth
 	k := uint64(1)
 	for now := uint32(1); now < 10*ret*20; now++ { // 20 retentions over
 		for range perSec {
-			tb.Record(k, mix.Mix(k), now, now-min(now, ret))
+			if tb.Record(k, mix.Mix(k), now, now-min(now, ret)) == Full {
+				t.Fatalf("second %d: full", now)
+			}
 			k++
 		}
 		if now > 2*ret {
@@ -176,7 +245,7 @@ func TestChurnStaysPruned(t *testing.T) {
 			if frac := float64(live) / float64(tb.Len()); frac < 0.8 {
 				t.Fatalf("second %d: only %.2f of %d entries live", now, frac, tb.Len())
 			}
-			if bytes := len(tb.slots) * SlotBytes / live; bytes > 28 {
+			if bytes := tb.Cap() * SlotBytes / live; bytes > 28 {
 				t.Fatalf("second %d: %d bytes per live entry", now, bytes)
 			}
 		}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package activeusers
+
+const raceEnabled = false
