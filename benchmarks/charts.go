@@ -34,6 +34,8 @@ func charts(procs int) []chart {
 			y: "bytes per user (log)", group: "heap", logX: true, logY: true, xTicks: []float64{1e5, 1e6, 1e7}, xLabel: func(v float64) string { return human(int(v)) }},
 		{file: "seen-latency.svg", title: "One Seen call while Counts runs every 100 ms", x: "percentile",
 			y: "µs per Seen (log)", group: "latency", logY: true},
+		{file: "seen-tail.svg", title: "One Seen call in a closed loop, 16 goroutines a core", x: "percentile",
+			y: "µs per Seen (log)", group: "tail-*", logY: true},
 	}
 }
 
@@ -50,8 +52,11 @@ func writeCharts(dir string, results []Result) error {
 				continue
 			}
 			name := r.Contender
-			if c.group == "segments-*" {
+			switch c.group {
+			case "segments-*":
 				name = map[string]string{"segments-returning": "returning users", "segments-new": "new users"}[r.Group]
+			case "tail-*":
+				name += map[string]string{"tail-returning": ", returning", "tail-growing": ", growing"}[r.Group]
 			}
 			if _, ok := series[name]; !ok {
 				names = append(names, name)
@@ -80,6 +85,8 @@ func writeCharts(dir string, results []Result) error {
 				}
 			}
 			p.NominalX(labels...)
+		} else if c.group == "tail-*" {
+			p.NominalX("p50", "p99.9", "p99.99", "max") // X is already the index
 		} else if c.xTicks != nil {
 			var ticks []plot.Tick
 			for _, v := range c.xTicks {

@@ -37,6 +37,9 @@ type options struct {
 	sizes        []int
 	latUsers     int
 	latDur       time.Duration
+	tailUsers    int // returning users held for the closed-loop tail
+	tailGrow     int // new users the growing closed-loop tail ends at
+	tailCalls    int
 	procs        []int
 	contenders   map[string]bool
 	bestSegments int
@@ -57,6 +60,9 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&sizes, "users", "", "comma-separated user counts for Counts and heap rows (default 100000,1000000,10000000; quick 100000)")
 	fs.IntVar(&o.latUsers, "latency-users", 0, "users held during the latency run (default 1000000, quick 200000)")
 	fs.DurationVar(&o.latDur, "latency-time", 0, "length of each latency run (default 3s, quick 500ms)")
+	fs.IntVar(&o.tailUsers, "tail-users", 0, "returning users for the closed-loop tail (default 1000000, quick 200000)")
+	fs.IntVar(&o.tailGrow, "tail-grow", 0, "new users the growing closed-loop tail ends at (default 10000000, quick 1000000)")
+	fs.IntVar(&o.tailCalls, "tail-calls", 0, "timed calls of the returning closed-loop tail (default 10000000, quick 1000000)")
 	fs.StringVar(&procs, "procs", "", "comma-separated GOMAXPROCS values for the Seen rows (default: the current one)")
 	fs.StringVar(&names, "contenders", "", "comma-separated contenders to run (default all: activeusers,mutexmap,syncmap,xsync,floor)")
 	fs.IntVar(&o.bestSegments, "segments", 0, "also run activeusers with this segment count (default: the best of -segment-sweep, if not the default)")
@@ -79,6 +85,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	def(&o.runs, 5, 3)
 	def(&o.latUsers, 1_000_000, 200_000)
+	def(&o.tailUsers, 1_000_000, 200_000)
+	def(&o.tailGrow, 10_000_000, 1_000_000)
+	def(&o.tailCalls, 10_000_000, 1_000_000)
 	if o.benchtime == 0 {
 		o.benchtime = map[bool]time.Duration{false: time.Second, true: 100 * time.Millisecond}[o.quick]
 	}
@@ -365,6 +374,34 @@ func run(o options, w io.Writer) error {
 				col.add(m+", "+q.name, "µs", c.Name, float64(q.d)/1e3, at{"latency", q.p})
 			}
 		}
+		// The closed-loop tail: 16 goroutines a core, each timing every one of
+		// its own Seen calls, of returning users and while growing from empty.
+		// The floor shows what the harness and the scheduler alone cost.
+		for _, c := range cs {
+			if c.Name != "activeusers" && c.Name != "xsync" && c.Name != "floor" {
+				continue
+			}
+			for _, sc := range []struct {
+				group, label string
+				users        int
+				grow         bool
+			}{
+				{"tail-returning", fmt.Sprintf("%s returning users", human(o.tailUsers)), o.tailUsers, false},
+				{"tail-growing", fmt.Sprintf("growing to %s new users", human(o.tailGrow)), o.tailGrow, true},
+			} {
+				progress("run %d/%d  %-24s Seen closed loop, %s", run, o.runs, c.Name, sc.label)
+				tl := MeasureTail(c, sc.users, o.tailCalls, 16, sc.grow)
+				m := "Seen closed loop, " + sc.label
+				for _, q := range []struct {
+					name string
+					x    float64
+					d    time.Duration
+				}{{"p50", 0, tl.P50}, {"p99.9", 1, tl.P999}, {"p99.99", 2, tl.P9999}, {"max", 3, tl.Max}} {
+					col.add(m+", "+q.name, "µs", c.Name, float64(q.d)/1e3, at{sc.group, q.x})
+				}
+			}
+		}
+		dropPool() // the growing tail's uid strings would weigh on every later GC
 	}
 	results := col.finish()
 	progress("done in %v", time.Since(start).Round(time.Second))
