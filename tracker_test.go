@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/activeusers/activeusers/internal/table"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -494,4 +496,27 @@ func TestSeenAllocs(t *testing.T) {
 		})
 		assert.Zero(t, allocs)
 	}
+}
+
+// TestSegmentsStayBounded: as accounts arrive, segments split rather than
+// grow, so no table, and no piece of work under one lock, passes
+// table.MaxCapacity slots; the counts stay exact across the splits.
+func TestSegmentsStayBounded(t *testing.T) {
+	now := t0
+	tr := New(fixed(&now))
+	const n = 400_000
+	for i := range n {
+		tr.Seen("user" + strconv.Itoa(i))
+	}
+	require.Equal(t, []int{n}, tr.Counts(time.Hour))
+	st := tr.Stats()
+	assert.Greater(t, st.Segments, DefaultSegments, "full segments split")
+	biggest := 0
+	tr.eachSegment(nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
+	assert.LessOrEqual(t, biggest, table.MaxCapacity)
+	assert.Equal(t, n, st.Entries)
+	load := float64(st.Entries) / float64(st.Slots)
+	t.Logf("%d segments, largest table %d slots, load %.3f, %.1f bytes an account", st.Segments, biggest, load, float64(st.Bytes)/n)
+	assert.GreaterOrEqual(t, load, 0.5)
+	assert.LessOrEqual(t, load, 0.8)
 }
