@@ -25,12 +25,13 @@ const (
 	// DefaultSegments×600 accounts. A Seen of a returning account takes no
 	// lock; a new account locks its segment, so the segments are what lets
 	// inserts on different cores proceed at once, and a Counts pass holds one
-	// segment at a time. The cost is 128 bytes of padding and a 16-slot table a
-	// segment, 80 KiB in all.
+	// segment at a time. The cost is a 64-byte segment and a 16-slot
+	// (192-byte) table each, 64 KiB in all.
 	DefaultSegments = 256
 
-	// MaxSegments bounds WithSegments: the padding alone (128 bytes a segment)
-	// would outweigh any contention it could relieve.
+	// MaxSegments bounds WithSegments: past it the empty segments alone (256
+	// bytes each with their smallest table, 16 MiB at this bound) outweigh any
+	// contention they could relieve.
 	MaxSegments = 1 << 16
 
 	// DefaultRetention is how long an entry is kept after its last activity

@@ -31,7 +31,7 @@ type segment struct {
 // aligns 64-byte objects to 64 bytes), so that two segments' locks never share
 // one (false sharing). With thousands of segments hit at random, the adjacent-
 // line prefetch that would argue for 128 matters less than the memory: a
-// segment costs 64 bytes, about 0.4 bytes an account.
+// segment costs 64 bytes, about 0.1 bytes an account.
 type paddedSegment struct {
 	segment
 	_ [64 - unsafe.Sizeof(segment{})%64]byte

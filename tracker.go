@@ -293,7 +293,7 @@ type Stats struct {
 	// (tables at their minimum size aside).
 	Slots int
 	// Bytes is the heap the tables, segments and directory occupy: 12 bytes a
-	// slot, 128 a segment and 8 a directory entry. Only the directory holds
+	// slot, 64 a segment and 8 a directory entry. Only the directory holds
 	// pointers (one per entry, about one for every 300–800 accounts).
 	Bytes int
 }
