@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Benchmarks users run with go test -bench. Sub-benchmarks vary the shard count
+// Benchmarks users run with go test -bench. Sub-benchmarks vary the initial segment count
 // and compare the Tracker with the single-mutex design it replaces (the model
 // from tracker_test.go), so that
 //

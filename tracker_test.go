@@ -116,10 +116,10 @@ func TestSlidingWindows(t *testing.T) {
 // CountsAt a year ahead, and SeenAt in the year 3000 (which must not keep an
 // account for centuries either).
 func TestTimeAheadOfClockDeletesNothing(t *testing.T) {
-	for _, shards := range []int{1, 256} {
-		t.Run(fmt.Sprint("shards=", shards), func(t *testing.T) {
+	for _, segments := range []int{1, 256} {
+		t.Run(fmt.Sprint("segments=", segments), func(t *testing.T) {
 			now := t0
-			tr := New(WithSegments(shards), fixed(&now))
+			tr := New(WithSegments(segments), fixed(&now))
 			for i := range 1000 {
 				tr.SeenAt("old"+strconv.Itoa(i), now.Add(-156*time.Hour))
 			}
@@ -162,9 +162,9 @@ var farOff = []time.Time{
 func runAgainstModel(t *testing.T, seed uint64, steps int) {
 	r := rand.New(rand.NewPCG(seed, 99))
 	ret := time.Duration(1+r.IntN(200)) * time.Second
-	shards := []int{1, 2, 4, 64}[r.IntN(4)]
+	segments := []int{1, 2, 4, 64}[r.IntN(4)]
 	now := t0
-	tr := New(WithRetention(ret), WithSegments(shards), fixed(&now))
+	tr := New(WithRetention(ret), WithSegments(segments), fixed(&now))
 	m := newModel(ret, &now)
 	users := 1 + r.IntN(3000)
 	windows := []time.Duration{0, time.Second, ret / 2, ret, ret + time.Second, 10 * ret, -time.Second, 1500 * time.Millisecond}
