@@ -83,9 +83,9 @@ func WithConstLabels(l prometheus.Labels) Option { return func(c *config) { c.co
 
 // Collector is a prometheus.Collector reporting a Tracker's distinct counts.
 // Each Collect makes exactly one Counts call, which walks the tracker one
-// shard at a time: a scrape costs about 3–4 ms per million accounts (on the
+// segment at a time: a scrape costs about 3–4 ms per million accounts (on the
 // 2-core machine of the README) and never holds up the tracker's Seen for
-// longer than one shard's part of it.
+// longer than one segment's part of it.
 type Collector struct {
 	t         *activeusers.Tracker
 	desc      *prometheus.Desc
