@@ -123,6 +123,7 @@ type Cluster struct {
 
 	stop, done chan struct{}
 	closeOnce  sync.Once
+	abandoned  sync.WaitGroup // calls to Redis given up on at a deadline, still running
 }
 
 // Stats describes a Cluster's pushes.
@@ -190,19 +191,60 @@ func (c *Cluster) loop() {
 	}
 }
 
-// Close stops the push loop after one final push, so that a clean shutdown
-// loses nothing, and returns that push's error. It does not close the Redis
-// client. Later calls return nil.
+// Close is Shutdown with ten seconds to finish.
 func (c *Cluster) Close() error {
-	var err error
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return c.Shutdown(ctx)
+}
+
+// Shutdown stops the push loop and makes one final push, so that a clean
+// shutdown loses nothing, and returns that push's error — or ctx's, by its
+// deadline, if the loop or the push is still waiting for Redis then (as with
+// a hung server). It does not close the Redis client. Later calls, and Close,
+// return nil.
+func (c *Cluster) Shutdown(ctx context.Context) error {
+	err := errors.New("auredis: shut down already")
+	first := false
 	c.closeOnce.Do(func() {
+		first = true
 		close(c.stop)
-		<-c.done
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err = c.Push(ctx)
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			err = fmt.Errorf("auredis: shutdown: the push loop is still waiting for Redis: %w", ctx.Err())
+			return
+		}
+		err = c.byDeadline(ctx, func() error { return c.Push(ctx) })
 	})
+	if !first {
+		return nil
+	}
 	return err
+}
+
+// byDeadline runs call and returns its error, or ctx's error as soon as ctx is
+// done, whichever comes first. go-redis honours a context's deadline only if
+// the client was made with ContextTimeoutEnabled; otherwise a call to a hung
+// server waits for the client's read timeout (3 s by default) and retries. A
+// call given up on goes on in the background until the client's own timeouts
+// end it; its result is dropped.
+func (c *Cluster) byDeadline(ctx context.Context, call func() error) error {
+	if ctx.Done() == nil {
+		return call()
+	}
+	done := make(chan error, 1)
+	c.abandoned.Add(1)
+	go func() {
+		defer c.abandoned.Done()
+		done <- call()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Stats returns the push statistics.
@@ -326,7 +368,8 @@ func (c *Cluster) Counts(ctx context.Context, windows ...time.Duration) ([]int, 
 	return c.CountsAt(ctx, c.t.Now(), windows...)
 }
 
-// CountsAt is Counts as of now.
+// CountsAt is Counts as of now. It returns by ctx's deadline (with
+// ctx.Err() wrapped) whatever the client's options, even if Redis hangs.
 func (c *Cluster) CountsAt(ctx context.Context, now time.Time, windows ...time.Duration) ([]int, error) {
 	pipe := c.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(windows))
@@ -338,7 +381,14 @@ func (c *Cluster) CountsAt(ctx context.Context, now time.Time, windows ...time.D
 		min := strconv.FormatInt(now.Unix()-int64(w/time.Second), 10)
 		cmds[i] = pipe.ZCount(ctx, c.key, min, "+inf")
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	err := c.byDeadline(ctx, func() error {
+		_, err := pipe.Exec(ctx)
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("auredis: counts from %s: %w", c.key, err)
 	}
 	counts := make([]int, len(windows))

@@ -320,3 +320,64 @@ func BenchmarkPush1M(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestDeadlinesWhenRedisHangs: a server that hangs (SIGSTOP) rather than dies,
+// and a client with go-redis's default options, which ignore a context's
+// deadline. Counts and Shutdown still return by their deadlines; the calls
+// they gave up on end once the server answers, leaving no goroutine behind.
+func TestDeadlinesWhenRedisHangs(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	s := startServer(t)
+	now := newClock()
+	tr := newTracker(now)
+	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: s.sock}) // defaults: ContextTimeoutEnabled false, ReadTimeout 3s
+	defer rdb.Close()
+	c, err := New(tr, rdb, WithInterval(time.Hour))
+	require.NoError(t, err)
+	tr.Seen("a")
+	require.NoError(t, c.Push(context.Background()))
+
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGSTOP))
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			s.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+
+	const deadline, margin = 300 * time.Millisecond, 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	start := time.Now()
+	_, err = c.Counts(ctx, time.Hour)
+	took := time.Since(start)
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, took, deadline+margin, "Counts returns by its deadline")
+	t.Logf("Counts against a hung server, %v deadline: returned after %v", deadline, took)
+	local, cluster, err := c.CountsOrLocal(ctxWithTimeout(t, deadline), time.Hour)
+	require.Error(t, err)
+	assert.False(t, cluster)
+	assert.Equal(t, []int{1}, local, "the fallback answers by the deadline too")
+
+	ctx, cancel = context.WithTimeout(context.Background(), deadline)
+	start = time.Now()
+	err = c.Shutdown(ctx)
+	took = time.Since(start)
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, took, deadline+margin, "Shutdown returns by its deadline")
+	t.Logf("Shutdown against a hung server, %v deadline: returned after %v", deadline, took)
+	require.NoError(t, c.Close(), "Close after Shutdown does nothing")
+
+	resume()
+	c.abandoned.Wait() // the given-up calls end once the server answers
+}
+
+// ctxWithTimeout is a context that ends after d, cancelled when the test ends.
+func ctxWithTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
