@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -42,7 +43,39 @@ type config struct {
 	interval, fullEvery    time.Duration
 	batch                  int
 	minBackoff, maxBackoff time.Duration
+	logger                 *slog.Logger
 	errs                   []string
+}
+
+// WithLogger reports the push loop's failures (at Warn, with the error and the
+// next wait) and its first success after them (at Info) to logger. Default:
+// nothing is logged; Stats carries the last error. go-redis logs its own
+// connection errors ("failed to dial") to the process's standard error through
+// a logger of its own that only redis.SetLogger replaces, for the whole
+// process: to send those to slog too, call
+// redis.SetLogger(auredis.GoRedisLogger(logger)) once in main.
+func WithLogger(logger *slog.Logger) Option {
+	return func(c *config) {
+		if logger == nil {
+			c.errs = append(c.errs, "WithLogger(nil): the logger must not be nil")
+		}
+		c.logger = logger
+	}
+}
+
+// GoRedisLogger adapts logger to go-redis's logging interface, for
+// redis.SetLogger: each line go-redis would print goes to logger at Warn, with
+// attribute source=go-redis.
+func GoRedisLogger(logger *slog.Logger) interface {
+	Printf(ctx context.Context, format string, v ...any)
+} {
+	return goRedisLogger{logger}
+}
+
+type goRedisLogger struct{ l *slog.Logger }
+
+func (g goRedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	g.l.WarnContext(ctx, fmt.Sprintf(format, v...), "source", "go-redis")
 }
 
 // WithKey sets the sorted set's key. Every instance of one cluster must use the
@@ -184,8 +217,14 @@ func (c *Cluster) loop() {
 		err := c.Push(ctx)
 		cancel()
 		if err == nil {
+			if backoff != c.cfg.minBackoff && c.cfg.logger != nil {
+				c.cfg.logger.Info("auredis: push succeeded again", "key", c.key)
+			}
 			wait, backoff = c.cfg.interval, c.cfg.minBackoff
 			continue
+		}
+		if c.cfg.logger != nil {
+			c.cfg.logger.Warn("auredis: push failed", "key", c.key, "err", err, "retry_in", backoff)
 		}
 		wait, backoff = backoff, min(2*backoff, c.cfg.maxBackoff)
 	}

@@ -1,12 +1,16 @@
 package auredis
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -380,4 +384,50 @@ func ctxWithTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestLogsReachSlog: with a Redis that is not there, the push loop's failures
+// reach the logger given with WithLogger, and go-redis's own "failed to dial"
+// lines reach it through GoRedisLogger, not standard error.
+func TestLogsReachSlog(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	var buf syncBuffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	redis.SetLogger(GoRedisLogger(logger))
+	// go-redis's logger is the process's: put back one that writes to
+	// standard error, as its default does.
+	t.Cleanup(func() { redis.SetLogger(GoRedisLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))) })
+
+	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: filepath.Join(t.TempDir(), "nobody.sock"), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	defer rdb.Close()
+	tr := newTracker(newClock())
+	tr.Seen("a")
+	c, err := New(tr, rdb, WithInterval(time.Hour), WithBackoff(10*time.Millisecond, 20*time.Millisecond), WithLogger(logger))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		s := buf.String()
+		return strings.Contains(s, "auredis: push failed") && strings.Contains(s, "failed to dial") && strings.Contains(s, "source=go-redis")
+	}, 10*time.Second, 10*time.Millisecond, "both reach the logger: %s", buf.String())
+	require.Error(t, c.Shutdown(ctxWithTimeout(t, time.Second)))
+
+	_, err = New(tr, rdb, WithLogger(nil))
+	assert.ErrorContains(t, err, "WithLogger(nil)")
+}
+
+// syncBuffer is a bytes.Buffer written by the push loop while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
