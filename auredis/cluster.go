@@ -243,10 +243,8 @@ func (c *Cluster) Close() error {
 // a hung server). It does not close the Redis client. Later calls, and Close,
 // return nil.
 func (c *Cluster) Shutdown(ctx context.Context) error {
-	err := errors.New("auredis: shut down already")
-	first := false
+	var err error // stays nil for every call after the first
 	c.closeOnce.Do(func() {
-		first = true
 		close(c.stop)
 		select {
 		case <-c.done:
@@ -256,9 +254,6 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 		}
 		err = c.byDeadline(ctx, func() error { return c.Push(ctx) })
 	})
-	if !first {
-		return nil
-	}
 	return err
 }
 

@@ -9,7 +9,7 @@
 // at every doubling), and the table shrinks when a prune leaves it under half
 // full. Nothing in it holds a pointer, so the garbage collector never scans it.
 //
-// Concurrency. Writers (Record, Sweep, Prune, CountAndPrune, Split) hold the
+// Concurrency. Writers (Record, CountAndPrune, Split) hold the
 // owner's lock. Touch, the returning user's path, takes no lock and may run
 // beside any of them: an entry never moves within a live slot array — deletion
 // leaves a tombstone (the key stays, its time becomes 0) — so a key found at a
@@ -256,7 +256,7 @@ func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
 	e.sec.Store(sec) // last: publishes the entry to Touch
 	t.n++
 	t.used++
-	t.Sweep(SweepStep, cutoff)
+	t.sweep(SweepStep, cutoff)
 	return Inserted
 }
 
@@ -296,10 +296,10 @@ func (t *Table) expireAt(e *slot, cutoff uint32) {
 	}
 }
 
-// Sweep examines up to steps slots from the cursor onwards, deleting entries
+// sweep examines up to steps slots from the cursor onwards, deleting entries
 // older than cutoff. It is the bounded, incremental half of pruning: inserts call
 // it so that churn cleans up after itself without anyone calling Counts.
-func (t *Table) Sweep(steps int, cutoff uint32) {
+func (t *Table) sweep(steps int, cutoff uint32) {
 	s := t.arr.Load().s
 	i := t.cursor
 	if i >= len(s) {
@@ -312,12 +312,6 @@ func (t *Table) Sweep(steps int, cutoff uint32) {
 		}
 	}
 	t.cursor = i
-}
-
-// Prune deletes every entry older than cutoff and rebuilds the table if that
-// left it under half full or with many tombstones.
-func (t *Table) Prune(cutoff uint32) {
-	t.CountAndPrune(cutoff, nil, nil)
 }
 
 // CountAndPrune adds to counts[k] the number of entries seen at or after

@@ -90,7 +90,7 @@ func TestAgainstMap(t *testing.T) {
 					ref[k] = sec
 				}
 			case op < 95:
-				tb.Prune(cutoff)
+				tb.CountAndPrune(cutoff, nil, nil)
 				deleteOld()
 			default:
 				// Windows of 0, 10, 50, 100 and 1000 seconds (past now: 1000 is
@@ -225,7 +225,7 @@ func TestTouchDuringRebuild(t *testing.T) {
 }
 
 // TestChurnStaysPruned inserts many generations of keys that each expire, with
-// no Count or Prune call, and checks that inserts alone keep the table mostly
+// no CountAndPrune call, and checks that inserts alone keep the table mostly
 // live and its size bounded.
 func TestChurnStaysPruned(t *testing.T) {
 	mix := NewMixer(3, 5)
