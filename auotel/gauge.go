@@ -135,11 +135,19 @@ type regKey struct {
 // claim records a registration of name on meter and reports whether it is the
 // only one. A meter whose type cannot be a map key (no SDK's is) is not
 // tracked: ok, with a zero key.
-func claim(meter metric.Meter, name string) (regKey, bool) {
+func claim(meter metric.Meter, name string) (k regKey, ok bool) {
 	if !reflect.TypeOf(meter).Comparable() {
 		return regKey{}, true
 	}
-	k := regKey{meter, name}
+	// A comparable type may still hold an uncomparable value (a struct with
+	// an interface field holding a slice): hashing it panics. Such a meter is
+	// not tracked either.
+	defer func() {
+		if recover() != nil {
+			k, ok = regKey{}, true
+		}
+	}()
+	k = regKey{meter, name}
 	_, loaded := registered.LoadOrStore(k, struct{}{})
 	return k, !loaded
 }

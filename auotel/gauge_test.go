@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -156,4 +157,25 @@ func TestRegisterTwice(t *testing.T) {
 			assert.Len(t, m.Data.(metricdata.Gauge[int64]).DataPoints, 2, "%s: one point per window", sm.Scope.Name)
 		}
 	}
+}
+
+// wrappedMeter is a comparable type whose value may not be: its interface
+// field holds a slice-backed value.
+type wrappedMeter struct {
+	metric.Meter
+	tag any
+}
+
+// TestRegisterUncomparableMeter: a meter that cannot be a map key is
+// registered (untracked) rather than panicking.
+func TestRegisterUncomparableMeter(t *testing.T) {
+	_, mp, tr, _ := setup(t)
+	m := wrappedMeter{Meter: mp.Meter("wrapped"), tag: []int{1}}
+	var reg metric.Registration
+	require.NotPanics(t, func() {
+		var err error
+		reg, err = Register(m, tr)
+		require.NoError(t, err)
+	})
+	require.NoError(t, reg.Unregister())
 }
