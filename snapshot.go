@@ -125,7 +125,12 @@ type snapReader struct {
 	crc    uint32 // CRC-32C of the bytes consumed so far
 	err    error  // the read error that ended the input (io.EOF at its end)
 	n      int64  // bytes read from r
+	empty  int    // reads in a row that returned nothing and no error
 }
+
+// maxEmptyReads is how many reads in a row may return nothing, and no error,
+// before the reader is taken to be stuck (bufio's limit too).
+const maxEmptyReads = 100
 
 // snapReadBuf is the read buffer: large enough that the reads are few, small
 // enough that refusing a bad file costs nothing.
@@ -146,10 +151,15 @@ func (s *snapReader) fill(k int) bool {
 		n, err := s.r.Read(s.buf[s.end:])
 		s.end += n
 		s.n += int64(n)
-		if err != nil {
+		switch {
+		case err != nil:
 			s.err = err
-		} else if n == 0 {
-			s.err = io.ErrNoProgress
+		case n > 0:
+			s.empty = 0
+		default:
+			if s.empty++; s.empty == maxEmptyReads {
+				s.err = io.ErrNoProgress // as bufio: a reader that never yields
+			}
 		}
 	}
 	return s.end-s.pos >= k

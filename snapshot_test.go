@@ -201,6 +201,15 @@ func TestSnapshotReaders(t *testing.T) {
 		assert.Equal(t, int64(len(b)), n, name)
 		assert.Equal(t, src.Counts(snapWindows...), dst.Counts(snapWindows...), name)
 	}
+	// A reader may return nothing, and no error, now and then; one that
+	// never yields is refused.
+	dst := New(fixed(&now), WithRetention(48*time.Hour))
+	_, err := dst.ReadFrom(&stutterReader{r: bytes.NewReader(b)})
+	require.NoError(t, err, "occasional empty reads")
+	assert.Equal(t, src.Counts(snapWindows...), dst.Counts(snapWindows...))
+	_, err = New(fixed(&now)).ReadFrom(&stutterReader{r: bytes.NewReader(b), stuck: true})
+	require.ErrorIs(t, err, io.ErrNoProgress)
+
 	boom := errors.New("disk on fire")
 	for _, cut := range []int{0, 5, 100, len(b) - 1} {
 		tr := New(fixed(&now))
@@ -209,6 +218,22 @@ func TestSnapshotReaders(t *testing.T) {
 		assert.NotErrorIs(t, err, ErrBadSnapshot)
 		assert.Zero(t, tr.Len())
 	}
+}
+
+// stutterReader returns nothing, and no error, on every other read; stuck, on
+// every read after the first.
+type stutterReader struct {
+	r     io.Reader
+	n     int
+	stuck bool
+}
+
+func (s *stutterReader) Read(p []byte) (int, error) {
+	s.n++
+	if s.n%2 == 0 || (s.stuck && s.n > 1) {
+		return 0, nil
+	}
+	return s.r.Read(p[:min(len(p), 1000)])
 }
 
 // TestHugeFileRefusedCheaply: a 2 GiB sparse file of zeros is not a snapshot,
