@@ -182,7 +182,17 @@ func BenchmarkCounts(b *testing.B) {
 // bytes/user metric is the file size.
 func BenchmarkSnapshot(b *testing.B) {
 	const n = 1_000_000
-	tr := New()
+	for _, secret := range []bool{false, true} {
+		var opts []Option
+		if secret {
+			opts = append(opts, WithSecret([]byte("a benchmark's 16+ byte secret")))
+		}
+		b.Run(fmt.Sprintf("secret=%v", secret), func(b *testing.B) { benchmarkSnapshot(b, n, opts) })
+	}
+}
+
+func benchmarkSnapshot(b *testing.B, n int, opts []Option) {
+	tr := New(opts...)
 	defer tr.Close()
 	for _, u := range uids(n) {
 		tr.Seen(u)
@@ -196,7 +206,13 @@ func BenchmarkSnapshot(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64(buf.Len())/n, "bytes/user")
+		b.ReportMetric(float64(buf.Len())/float64(n), "bytes/user")
+	})
+	b.Run("op=AppendEntries/users=1M", func(b *testing.B) {
+		var es []Entry
+		for b.Loop() {
+			es = tr.AppendEntries(es[:0], time.Time{})
+		}
 	})
 	b.Run("op=ReadFrom/users=1M", func(b *testing.B) {
 		var snap bytes.Buffer // its own input: -bench may select this alone
@@ -205,7 +221,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			dst := New(WithClock(time.Now))
+			dst := New(append([]Option{WithClock(time.Now)}, opts...)...)
 			if _, err := dst.ReadFrom(bytes.NewReader(snap.Bytes())); err != nil {
 				b.Fatal(err)
 			}

@@ -11,7 +11,9 @@ import (
 type Entry struct {
 	// Hash is the 64-bit xxhash (seed 0) of the account id, the same on every
 	// instance, so it can stand for the account elsewhere (another process, a
-	// Redis sorted set). A hash of 0 is stored as 1.
+	// Redis sorted set). A hash of 0 is stored as 1. With WithSecret it is
+	// the keyed pseudonym of that hash instead, the same on every instance
+	// with the same secret.
 	Hash uint64
 	// Last is when the account was last seen, in Unix seconds.
 	Last int64
@@ -38,6 +40,11 @@ func (t *Tracker) Now() time.Time { return time.Unix(t.nowSec(), 0) }
 // segment, under each segment's lock alone; grow is called with no lock held
 // before each segment, with the most entries a segment can hold, so that the
 // caller's buffer never grows while a lock is held.
+// With WithSecret, each gets the pseudonym of each hash, never the hash.
 func (t *Tracker) forEntries(since uint32, grow func(n int), each func(key uint64, sec uint32)) {
+	if t.pn != nil {
+		plain, buf := each, new([16]byte)
+		each = func(key uint64, sec uint32) { plain(t.pn.encode(key, buf), sec) }
+	}
 	t.eachSegment(func() { grow(table.MaxCapacity) }, func(s *segment) { s.tab.Range(since, each) })
 }

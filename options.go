@@ -15,6 +15,7 @@ type config struct {
 	segments  int
 	retention time.Duration
 	clock     func() time.Time
+	secret    []byte
 	errs      []string
 }
 
@@ -86,5 +87,28 @@ func WithClock(now func() time.Time) Option {
 			return
 		}
 		c.clock = now
+	}
+}
+
+// WithSecret makes every account hash that leaves the tracker — Entry.Hash
+// from AppendEntries, snapshot entries, and through them the members the
+// auredis package writes to Redis — a keyed pseudo-random permutation of the
+// 64-bit xxhash of the id, under a key derived from secret (see docs/design.md,
+// "Privacy"). Without the secret, a Redis dump or a snapshot file says nothing
+// about which ids were active, even to someone who can list every candidate
+// id; an unkeyed hash would let them hash each candidate and look it up. Every
+// instance of a cluster and every tracker that loads another's snapshots must
+// use the same secret: a snapshot written under a secret loads only into a
+// tracker with the same one. The secret must be at least MinSecretLen bytes;
+// it is copied. It costs Seen nothing: the tracker holds plain hashes and
+// applies the permutation (ten AES-128 blocks, about 0.2 µs) to each entry on
+// its way out. Default: none, hashes leave as the plain xxhash.
+func WithSecret(secret []byte) Option {
+	return func(c *config) {
+		if len(secret) < MinSecretLen {
+			c.errs = append(c.errs, fmt.Sprintf("WithSecret: the secret is %d bytes, it must be at least %d", len(secret), MinSecretLen))
+			return
+		}
+		c.secret = append([]byte(nil), secret...)
 	}
 }

@@ -18,8 +18,11 @@ const (
 	snapMagic   = "AUSNAP\r\n" // \r\n catches transfers that rewrite line ends
 	snapVersion = 1
 	snapHashXX  = 1 // xxhash64 of the uid's bytes, seed 0
-	snapHeader  = 8 + 2 + 1 + 1 + 4 + 8 + 8 + 1 + 7
-	snapTrailer = 4
+	// snapHashKeyed: snapHashXX under the keyed permutation of WithSecret;
+	// header bytes 33–39 identify the key (Tracker.SecretCheck).
+	snapHashKeyed = 2
+	snapHeader    = 8 + 2 + 1 + 1 + 4 + 8 + 8 + 1 + 7
+	snapTrailer   = 4
 
 	// maxEntryBytes is the most one encoded entry can take: a 10-byte uvarint
 	// of the delta's high part, 8 low bytes, and a 5-byte uvarint of the age.
@@ -62,12 +65,24 @@ func (t *Tracker) entries(since uint32) []entry {
 // one segment's copy; sorting and encoding happen after, with no lock held.
 func (t *Tracker) WriteTo(w io.Writer) (int64, error) {
 	now := t.nowSec()
-	b := encodeSnapshot(now, t.retSec, t.entries(t.cutoff(now)))
+	m := snapMeta{now: now}
+	if t.pn != nil {
+		m.keyed, m.check = true, t.pn.check
+	}
+	b := encodeSnapshot(m, t.entries(t.cutoff(now)))
 	n, err := w.Write(b)
 	return int64(n), err
 }
 
-func encodeSnapshot(now, retSec int64, es []entry) []byte {
+// snapMeta is what a snapshot's header says besides its entries.
+type snapMeta struct {
+	now   int64   // snapshot time, Unix seconds
+	keyed bool    // hashes are WithSecret pseudonyms
+	check [7]byte // with keyed: which key
+}
+
+func encodeSnapshot(m snapMeta, es []entry) []byte {
+	now := m.now
 	slices.SortFunc(es, func(a, b entry) int { return cmp.Compare(a.hash, b.hash) })
 	// Sorted hashes of n uniform 64-bit values are about 2⁶⁴/n apart: write
 	// the low L bytes of each gap raw and the rest (a small number) as a
@@ -93,12 +108,16 @@ func encodeSnapshot(now, retSec int64, es []entry) []byte {
 	copy(b, snapMagic)
 	binary.LittleEndian.PutUint16(b[8:], snapVersion)
 	b[10] = snapHashXX
+	if m.keyed {
+		b[10] = snapHashKeyed
+		copy(b[33:40], m.check[:])
+	}
 	b[11] = 0                                // reserved
 	binary.LittleEndian.PutUint32(b[12:], 1) // resolution: seconds per time unit
 	binary.LittleEndian.PutUint64(b[16:], uint64(now))
 	binary.LittleEndian.PutUint64(b[24:], uint64(len(es)))
 	b[32] = byte(low)
-	// b[33:40] reserved, zero
+	// b[33:40]: the key check with snapHashKeyed, else reserved, zero
 	prev = 0
 	for _, e := range es {
 		gap := e.hash - prev
@@ -185,45 +204,51 @@ func (s *snapReader) readErr(format string, args ...any) error {
 // entries actually read, never to the count the header claims, and reads no
 // further than that count can take. sizeHint, if not negative, is how many
 // bytes r holds: it lets a count the bytes cannot hold be refused at once.
-func decodeSnapshot(r io.Reader, sizeHint int64) (now int64, es []entry, read int64, err error) {
+func decodeSnapshot(r io.Reader, sizeHint int64) (m snapMeta, es []entry, read int64, err error) {
+	var now int64
 	s := &snapReader{r: r}
 	defer func() { read = s.n }()
 	s.fill(snapHeader)
 	h := s.buf[s.pos:s.end]
 	if len(h) < len(snapMagic) || string(h[:len(snapMagic)]) != snapMagic {
 		if len(h) < len(snapMagic) && s.err != nil && s.err != io.EOF {
-			return 0, nil, 0, s.readErr("")
+			return snapMeta{}, nil, 0, s.readErr("")
 		}
-		return 0, nil, 0, badSnapshot("not a snapshot (wrong magic bytes)")
+		return snapMeta{}, nil, 0, badSnapshot("not a snapshot (wrong magic bytes)")
 	}
 	if len(h) < snapHeader {
-		return 0, nil, 0, s.readErr("truncated: %d bytes is shorter than the header", len(h))
+		return snapMeta{}, nil, 0, s.readErr("truncated: %d bytes is shorter than the header", len(h))
 	}
 	if v := binary.LittleEndian.Uint16(h[8:]); v != snapVersion {
-		return 0, nil, 0, badSnapshot("unsupported version %d (this build reads version %d)", v, snapVersion)
+		return snapMeta{}, nil, 0, badSnapshot("unsupported version %d (this build reads version %d)", v, snapVersion)
 	}
-	if h[10] != snapHashXX {
-		return 0, nil, 0, badSnapshot("unknown hash function %d (this build writes xxhash64, 1)", h[10])
+	switch h[10] {
+	case snapHashXX:
+	case snapHashKeyed:
+		m.keyed = true
+		copy(m.check[:], h[33:40])
+	default:
+		return m, nil, 0, badSnapshot("unknown hash function %d (this build reads xxhash64, 1, and keyed xxhash64, 2)", h[10])
 	}
 	if r := binary.LittleEndian.Uint32(h[12:]); r != 1 {
-		return 0, nil, 0, badSnapshot("unsupported resolution of %d seconds (this build keeps 1)", r)
+		return snapMeta{}, nil, 0, badSnapshot("unsupported resolution of %d seconds (this build keeps 1)", r)
 	}
 	now = int64(binary.LittleEndian.Uint64(h[16:]))
 	count := binary.LittleEndian.Uint64(h[24:])
 	low := int(h[32])
 	if count > MaxSnapshotEntries {
-		return 0, nil, 0, badSnapshot("oversized: %d entries, more than the %d allowed", count, uint64(MaxSnapshotEntries))
+		return snapMeta{}, nil, 0, badSnapshot("oversized: %d entries, more than the %d allowed", count, uint64(MaxSnapshotEntries))
 	}
 	if low > 8 {
-		return 0, nil, 0, badSnapshot("corrupt header: %d raw gap bytes", low)
+		return snapMeta{}, nil, 0, badSnapshot("corrupt header: %d raw gap bytes", low)
 	}
 	if now < 0 || now > math.MaxUint32 {
-		return 0, nil, 0, badSnapshot("corrupt header: snapshot time %d is outside 1970–2106", now)
+		return snapMeta{}, nil, 0, badSnapshot("corrupt header: snapshot time %d is outside 1970–2106", now)
 	}
 	// Each entry takes at least 2+low bytes: a count that cannot fit is
 	// refused before anything is allocated or read for it.
 	if body := sizeHint - snapHeader - snapTrailer; sizeHint >= 0 && count > uint64(max(body, 0))/uint64(2+low) {
-		return 0, nil, 0, badSnapshot("truncated: %d entries declared in %d bytes", count, max(body, 0))
+		return snapMeta{}, nil, 0, badSnapshot("truncated: %d entries declared in %d bytes", count, max(body, 0))
 	}
 	s.pos += snapHeader
 	// Grow as entries arrive rather than trust the count: a hostile header
@@ -235,48 +260,49 @@ func decodeSnapshot(r io.Reader, sizeHint int64) (now int64, es []entry, read in
 		p := s.buf[s.pos:s.end]
 		hi, n := binary.Uvarint(p)
 		if n == 0 || len(p) < n+low {
-			return 0, nil, 0, s.readErr("truncated: the input ends in entry %d of %d", i, count)
+			return snapMeta{}, nil, 0, s.readErr("truncated: the input ends in entry %d of %d", i, count)
 		}
 		if n < 0 {
-			return 0, nil, 0, badSnapshot("corrupt entry %d: bad gap", i)
+			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: bad gap", i)
 		}
 		var lo uint64
 		for k := range low {
 			lo |= uint64(p[n+k]) << (8 * k)
 		}
 		if low > 0 && hi > math.MaxUint64>>(8*low) {
-			return 0, nil, 0, badSnapshot("corrupt entry %d: gap overflows 64 bits", i)
+			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: gap overflows 64 bits", i)
 		}
 		gap := hi<<(8*low) | lo
 		if (gap == 0 && i > 0) || gap > math.MaxUint64-prev || prev+gap == 0 {
-			return 0, nil, 0, badSnapshot("corrupt entry %d: hashes not strictly increasing", i)
+			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: hashes not strictly increasing", i)
 		}
 		prev += gap
 		age, m := binary.Uvarint(p[n+low:])
 		if m == 0 {
-			return 0, nil, 0, s.readErr("truncated: the input ends in entry %d of %d", i, count)
+			return snapMeta{}, nil, 0, s.readErr("truncated: the input ends in entry %d of %d", i, count)
 		}
 		if m < 0 || age > math.MaxUint32 {
-			return 0, nil, 0, badSnapshot("corrupt entry %d: bad age", i)
+			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: bad age", i)
 		}
 		s.pos += n + low + m
 		es = append(es, entry{hash: prev, sec: toSec(now - int64(age))})
 	}
 	s.sum()
 	if !s.fill(snapTrailer) {
-		return 0, nil, 0, s.readErr("truncated: the input ends in the checksum")
+		return snapMeta{}, nil, 0, s.readErr("truncated: the input ends in the checksum")
 	}
 	if sum := binary.LittleEndian.Uint32(s.buf[s.pos:]); sum != s.crc {
-		return 0, nil, 0, badSnapshot("checksum mismatch (corrupt): stored %08x, computed %08x", sum, s.crc)
+		return snapMeta{}, nil, 0, badSnapshot("checksum mismatch (corrupt): stored %08x, computed %08x", sum, s.crc)
 	}
 	s.pos += snapTrailer
 	if s.fill(1) {
-		return 0, nil, 0, badSnapshot("corrupt: bytes after the last entry's checksum (the header declares %d entries)", count)
+		return snapMeta{}, nil, 0, badSnapshot("corrupt: bytes after the last entry's checksum (the header declares %d entries)", count)
 	}
 	if s.err != io.EOF {
-		return 0, nil, 0, s.readErr("")
+		return snapMeta{}, nil, 0, s.readErr("")
 	}
-	return now, es, s.n, nil
+	m.now = now
+	return m, es, s.n, nil
 }
 
 // ReadFrom reads a snapshot from r and merges it in: for each account the
@@ -291,9 +317,21 @@ func decodeSnapshot(r io.Reader, sizeHint int64) (now int64, es []entry, read in
 // declares, so input that is not a snapshot is refused after its first bytes.
 // Memory is proportional to the entries read. It returns the bytes read.
 func (t *Tracker) ReadFrom(r io.Reader) (int64, error) {
-	_, es, n, err := decodeSnapshot(r, sizeOf(r))
+	m, es, n, err := decodeSnapshot(r, sizeOf(r))
 	if err != nil {
 		return n, err
+	}
+	if m.keyed {
+		switch {
+		case t.pn == nil:
+			return n, badSnapshot("written under a secret (WithSecret), and this tracker has none")
+		case t.pn.check != m.check:
+			return n, badSnapshot("written under a different secret (key check %x, this tracker's %x)", m.check, t.pn.check)
+		}
+		buf := new([16]byte)
+		for i := range es {
+			es[i].hash = t.pn.decode(es[i].hash, buf)
+		}
 	}
 	t.merge(es)
 	return n, nil

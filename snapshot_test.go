@@ -154,7 +154,8 @@ func TestSnapshotBadInput(t *testing.T) {
 		{"trailing bytes", append(bytes.Clone(good), 0), "bytes after the last entry"},
 		{"two snapshots", append(bytes.Clone(good), good...), "bytes after the last entry"},
 		{"bit flip", mod(func(b []byte) []byte { b[100] ^= 4; return b }), "checksum mismatch"},
-		{"hash", mod(func(b []byte) []byte { b[10] = 2; return resum(b) }), "unknown hash function 2"},
+		{"hash", mod(func(b []byte) []byte { b[10] = 3; return resum(b) }), "unknown hash function 3"},
+		{"keyed, no secret", mod(func(b []byte) []byte { b[10] = 2; return resum(b) }), "written under a secret (WithSecret), and this tracker has none"},
 		{"resolution", mod(func(b []byte) []byte { b[12] = 60; return resum(b) }), "resolution of 60 seconds"},
 		{"oversized", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 1<<40); return resum(b) }), "oversized"},
 		{"count too big for bytes", mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[24:], 1<<20); return resum(b) }), "entries declared in"},
@@ -460,6 +461,8 @@ func saveLoop(path string) {
 
 // FuzzDecodeSnapshot: hostile bytes never panic, never allocate more than the
 // input can hold, and a decoded snapshot re-encodes to the same entries.
+var fuzzSecret = []byte("the fuzz target's secret")
+
 func FuzzDecodeSnapshot(f *testing.F) {
 	now := t0
 	for _, n := range []int{0, 1, 7, 300} {
@@ -478,6 +481,17 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			f.Add(broken)
 		}
 	}
+	for _, n := range []int{1, 300} { // keyed: under the fuzz secret and another
+		for _, secret := range [][]byte{fuzzSecret, []byte("another secret, 16+ bytes")} {
+			tr := New(fixed(&now), WithSecret(secret))
+			for i := range n {
+				tr.SeenAt("u"+strconv.Itoa(i), now.Add(-time.Duration(i)*time.Second))
+			}
+			var buf bytes.Buffer
+			tr.WriteTo(&buf)
+			f.Add(buf.Bytes())
+		}
+	}
 	f.Add([]byte(snapMagic))
 	f.Add([]byte("not a snapshot"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -491,8 +505,18 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			require.Less(t, es[i-1].hash, es[i].hash)
 		}
 		// What decodes re-encodes to the same entries.
-		_, again, _, err := decodeSnapshot(bytes.NewReader(encodeSnapshot(when, DefaultRetention.Milliseconds()/1000, es)), -1)
+		m, again, _, err := decodeSnapshot(bytes.NewReader(encodeSnapshot(when, es)), -1)
 		require.NoError(t, err)
 		require.Equal(t, es, again)
+		require.Equal(t, when, m)
+		// Read by a tracker: a keyed snapshot loads only under its secret.
+		for _, tr := range []*Tracker{New(fixed(&now)), New(fixed(&now), WithSecret(fuzzSecret))} {
+			_, err := tr.ReadFrom(bytes.NewReader(b))
+			if when.keyed && (tr.pn == nil || tr.pn.check != when.check) {
+				require.ErrorIs(t, err, ErrBadSnapshot)
+			} else {
+				require.NoError(t, err)
+			}
+		}
 	})
 }

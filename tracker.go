@@ -81,6 +81,7 @@ type Tracker struct {
 	dirMu  sync.RWMutex // splits share it; a directory doubling takes it alone
 	mix    table.Mixer
 	retSec int64
+	pn     *pseudonyms // with WithSecret: what hashes become on their way out
 
 	clock     *coarseclock.Clock // the default clock; nil with WithClock
 	userClock func() time.Time
@@ -113,6 +114,9 @@ func New(opts ...Option) *Tracker {
 		d.segs[i].Store(newSegment(table.New(t.mix, 0), uint64(i), depth))
 	}
 	t.dir.Store(d)
+	if c.secret != nil {
+		t.pn = newPseudonyms(c.secret)
+	}
 	if t.userClock == nil {
 		t.clock = coarseclock.Start()
 		// A Tracker dropped without Close must not leak its clock goroutine. The
