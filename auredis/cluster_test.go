@@ -3,7 +3,6 @@ package auredis
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -26,12 +25,19 @@ import (
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
-// clock is a fake clock the test moves while push loops read it.
-type clock struct{ ns atomic.Int64 }
+// clock is the trackers' clock in these tests: the real time shifted by whole
+// seconds to start at t0, so that it ticks as Redis's clock does and their
+// offset stays put. Add moves it, as a clock stepping would: the instances
+// measure the new offset at their next push.
+type clock struct{ shift atomic.Int64 }
 
-func newClock() *clock               { c := &clock{}; c.ns.Store(t0.UnixNano()); return c }
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock() *clock {
+	c := &clock{}
+	c.shift.Store(int64(t0.Sub(time.Now().Truncate(time.Second))))
+	return c
+}
+func (c *clock) Now() time.Time      { return time.Now().Add(time.Duration(c.shift.Load())) }
+func (c *clock) Add(d time.Duration) { c.shift.Add(int64(d)) }
 
 // server is a real redis-server listening on a Unix socket in a folder of the
 // test's own, with no persistence: a restart loses everything, the hardest
@@ -99,7 +105,7 @@ func newTracker(now *clock) *activeusers.Tracker {
 func attach(t *testing.T, s *server, tr *activeusers.Tracker, opts ...Option) (*Cluster, *redis.Client) {
 	t.Helper()
 	rdb := client(s)
-	c, err := New(tr, rdb, append([]Option{WithInterval(time.Hour), WithBackoff(10*time.Millisecond, 50*time.Millisecond)}, opts...)...)
+	c, err := New(tr, rdb, append([]Option{WithInterval(time.Hour), WithBackoff(10*time.Millisecond, 50*time.Millisecond), WithInstanceTTL(time.Minute)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close(); rdb.Close() })
 	return c, rdb
@@ -112,7 +118,8 @@ func union(now time.Time, last map[string]time.Time) []int {
 	out := make([]int, len(windows))
 	for _, at := range last {
 		for i, w := range windows {
-			if now.Sub(at) <= min(w, 24*time.Hour) {
+			// Trackers and Redis hold whole seconds.
+			if now.Unix()-at.Unix() <= int64(min(w, 24*time.Hour)/time.Second) {
 				out[i]++
 			}
 		}
@@ -151,33 +158,57 @@ func TestClusterCountsAreTheUnion(t *testing.T) {
 		require.NoError(t, c.Push(ctx))
 		cs = append(cs, c)
 	}
-	got, err := cs[0].Counts(ctx, windows...)
+	at := now.Now()
+	got, err := cs[0].CountsAt(ctx, at, windows...)
 	require.NoError(t, err)
-	assert.Equal(t, union(now.Now(), last), got, "window by window, the exact union")
+	assert.Equal(t, union(at, last), got.Counts, "window by window, the exact union")
+	assert.True(t, got.IsComplete(), "every instance has pushed: %+v", got)
+	assert.Equal(t, 3, got.Instances)
 
-	// Time passes; more activity; only what changed is pushed.
-	now.Add(2 * time.Hour)
+	// More activity; only what changed is pushed.
 	for uid := 0; uid < 100; uid++ {
-		see(uid%3, uid*5, now.Now().Add(-time.Duration(uid)*time.Second))
+		see(uid%3, uid*5, now.Now())
 	}
 	for _, c := range cs {
 		require.NoError(t, c.Push(ctx))
 		assert.LessOrEqual(t, c.Stats().Pushed, 100, "the second push carries only the accounts seen since the first")
 	}
+	at = now.Now()
 	for _, c := range cs {
-		got, err := c.Counts(ctx, windows...)
+		got, err := c.CountsAt(ctx, at, windows...)
 		require.NoError(t, err)
-		assert.Equal(t, union(now.Now(), last), got, "every instance gives the same answer")
+		assert.Equal(t, union(at, last), got.Counts, "every instance gives the same answer")
+		assert.True(t, got.IsComplete())
 	}
-	// Trimming: a day later, everything from the first round is past retention.
-	now.Add(24 * time.Hour)
-	require.NoError(t, cs[1].Push(ctx))
-	_, members, err := cs[1].MemoryUsage(ctx)
+	bytes, members, err := cs[1].MemoryUsage(ctx)
 	require.NoError(t, err)
-	got, err = cs[2].Counts(ctx, windows...)
+	assert.Equal(t, int64(union(at, last)[3]), members, "the set holds only accounts within retention")
+	assert.Positive(t, bytes)
+}
+
+// TestTrimsPastRetention: accounts leave Redis once past retention by Redis's
+// clock (a 2-second retention, so the test waits for real).
+func TestTrimsPastRetention(t *testing.T) {
+	s := startServer(t)
+	now := newClock()
+	tr := activeusers.New(activeusers.WithClock(now.Now), activeusers.WithRetention(2*time.Second))
+	c, _ := attach(t, s, tr)
+	ctx := context.Background()
+	for i := range 10 {
+		tr.Seen("old-" + strconv.Itoa(i))
+	}
+	require.NoError(t, c.Push(ctx))
+	time.Sleep(3100 * time.Millisecond)
+	for i := range 5 {
+		tr.Seen("new-" + strconv.Itoa(i))
+	}
+	require.NoError(t, c.Push(ctx))
+	_, members, err := c.MemoryUsage(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, union(now.Now(), last), got)
-	assert.Equal(t, int64(got[3]), members, "the set holds only accounts within retention")
+	assert.Equal(t, int64(5), members, "the push trimmed what is past retention")
+	got, err := c.Counts(ctx, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{5}, got.Counts)
 }
 
 func TestRedisGoesAwayAndComesBack(t *testing.T) {
@@ -213,20 +244,33 @@ func TestRedisGoesAwayAndComesBack(t *testing.T) {
 	_, err := c1.Counts(short, windows...)
 	cancel()
 	assert.Error(t, err, "Counts says Redis is unreachable")
-	local, cluster, err := c1.CountsOrLocal(ctx, windows...)
+	local, err := c1.CountsOrLocal(ctx, windows...)
 	assert.Error(t, err)
-	assert.False(t, cluster, "the fallback says it is local")
-	assert.Equal(t, tr1.Counts(windows...), local)
+	assert.False(t, local.Cluster, "the fallback says it is local")
+	assert.False(t, local.IsComplete())
+	assert.Equal(t, tr1.Counts(windows...), local.Counts)
 
 	s.start() // back, empty
-	// The push loops retry (c1 with backoff after its failures) and, seeing a
-	// new generation of the key, push everything they hold: nothing within
-	// retention is lost.
-	want := union(now.Now(), last)
+	// The push loops retry (c1 with backoff after its failures) and, finding
+	// their marks gone, push everything they hold: nothing within retention
+	// is lost. Until both have, every figure says it is incomplete.
+	partial := 0
 	require.Eventually(t, func() bool {
-		got, err := c2.Counts(ctx, windows...)
-		return err == nil && fmt.Sprint(got) == fmt.Sprint(want)
-	}, 10*time.Second, 20*time.Millisecond, "counts exact again after recovery")
+		at := now.Now()
+		want := union(at, last)
+		got, err := c2.CountsAt(ctx, at, windows...)
+		if err != nil {
+			return false
+		}
+		if !got.IsComplete() {
+			partial++
+			return false
+		}
+		require.Equal(t, want, got.Counts, "a figure that says it is complete is exact: %+v", got)
+		require.Equal(t, 2, got.Instances)
+		return true
+	}, 10*time.Second, time.Millisecond, "counts exact and complete again after recovery")
+	t.Logf("%d figures said incomplete during the recovery", partial)
 	// Other clients see a push's data as soon as Redis applies it, a moment
 	// before the push returns and its Stats are updated: wait for those too.
 	require.Eventually(t, func() bool { return c1.Stats().LastErr == nil }, 10*time.Second, 10*time.Millisecond,
@@ -249,12 +293,12 @@ func TestLateArrivalsReachRedisWithTheFullPush(t *testing.T) {
 	require.NoError(t, c.Push(ctx))
 	got, err := c.Counts(ctx, time.Hour)
 	require.NoError(t, err)
-	assert.Equal(t, []int{1}, got, "the incremental push selects by last-seen time")
+	assert.Equal(t, []int{1}, got.Counts, "the incremental push selects by last-seen time")
 	now.Add(time.Hour)
 	require.NoError(t, c.Push(ctx))
 	got, err = c.Counts(ctx, 2*time.Hour)
 	require.NoError(t, err)
-	assert.Equal(t, []int{2}, got, "the full push an hour on carries it")
+	assert.Equal(t, []int{2}, got.Counts, "the full push an hour on carries it")
 }
 
 func TestCloseMakesAFinalPush(t *testing.T) {
@@ -268,7 +312,7 @@ func TestCloseMakesAFinalPush(t *testing.T) {
 	tr.Seen("late")
 	require.NoError(t, c.Close())
 	require.NoError(t, c.Close(), "idempotent")
-	n, err := rdb.ZCard(context.Background(), "{activeusers}:active").Result()
+	_, n, err := c.MemoryUsage(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n)
 }
@@ -285,7 +329,11 @@ func TestBadOptions(t *testing.T) {
 	}{
 		{nil, rdb, nil, "nil *activeusers.Tracker"},
 		{tr, nil, nil, "nil Redis client"},
-		{tr, rdb, []Option{WithKey("")}, "key must not be empty"},
+		{tr, rdb, []Option{WithName("")}, "name must not be empty"},
+		{tr, rdb, []Option{WithKeys(0)}, "WithKeys(0): the key count must be between 1 and 256"},
+		{tr, rdb, []Option{WithKeys(257)}, "WithKeys(257)"},
+		{tr, rdb, []Option{WithTimeout(0)}, "WithTimeout(0s)"},
+		{tr, rdb, []Option{WithInstanceTTL(-1)}, "WithInstanceTTL(-1ns)"},
 		{tr, rdb, []Option{WithInterval(0)}, "interval must be positive"},
 		{tr, rdb, []Option{WithBatch(0)}, "batch must be between"},
 		{tr, rdb, []Option{WithFullPushEvery(-time.Second)}, "WithFullPushEvery(-1s)"},
@@ -312,7 +360,9 @@ func BenchmarkPush1M(b *testing.B) {
 		for i := range users {
 			tr.Seen("acct-" + strconv.Itoa(i))
 		}
-		c := &Cluster{t: tr, rdb: rdb, key: "{activeusers}:active", gen: "{activeusers}:active:gen", cfg: config{batch: 2000}}
+		cfg := defaultConfig()
+		cfg.keys = 1
+		c := newCluster(tr, rdb, cfg)
 		b.StartTimer()
 		require.NoError(b, c.Push(ctx))
 		b.StopTimer()
@@ -360,10 +410,10 @@ func TestDeadlinesWhenRedisHangs(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, took, deadline+margin, "Counts returns by its deadline")
 	t.Logf("Counts against a hung server, %v deadline: returned after %v", deadline, took)
-	local, cluster, err := c.CountsOrLocal(ctxWithTimeout(t, deadline), time.Hour)
+	local, err := c.CountsOrLocal(ctxWithTimeout(t, deadline), time.Hour)
 	require.Error(t, err)
-	assert.False(t, cluster)
-	assert.Equal(t, []int{1}, local, "the fallback answers by the deadline too")
+	assert.False(t, local.Cluster)
+	assert.Equal(t, []int{1}, local.Counts, "the fallback answers by the deadline too")
 
 	ctx, cancel = context.WithTimeout(context.Background(), deadline)
 	start = time.Now()

@@ -1,0 +1,181 @@
+package auredis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Result is a cluster-wide count and how far to trust it.
+type Result struct {
+	// Counts holds one count per window asked for.
+	Counts []int
+	// Cluster is true if Counts are the whole cluster's, false if they are
+	// this instance's own (CountsOrLocal's fallback while Redis cannot
+	// answer).
+	Cluster bool
+	// Instances is how many instances the cluster knows to be live: those
+	// that reached Redis within the instance TTL and have not shut down,
+	// this one included.
+	Instances int
+	// Complete is how many of them have their latest push whole in what
+	// Redis holds now. Less than Instances while an instance has not yet
+	// pushed since it started or since Redis lost data (a restart without
+	// persistence, a restore from an older file, a failover to a lagging
+	// replica, a key deleted or evicted): the counts then miss accounts.
+	Complete int
+	// ClockOffset is the Redis server's clock minus this instance's tracker
+	// clock, as measured at its latest push.
+	ClockOffset time.Duration
+}
+
+// IsComplete says whether the counts are the whole cluster's with every live
+// instance's latest push in them.
+func (r Result) IsComplete() bool { return r.Cluster && r.Complete == r.Instances }
+
+// Counts returns, for each window, the accounts the whole cluster saw within
+// it, as pushed so far (up to one interval behind each instance), measured on
+// the Redis server's clock, and how complete that figure is. A window longer
+// than the tracker's retention counts as the retention. It makes one
+// pipelined round trip and returns an error if Redis cannot answer by ctx's
+// deadline (and the WithTimeout one) — use CountsOrLocal to fall back to this
+// instance's counts.
+func (c *Cluster) Counts(ctx context.Context, windows ...time.Duration) (Result, error) {
+	return c.CountsAt(ctx, c.t.Now(), windows...)
+}
+
+// CountsAt is Counts as of the instant at, by the tracker's clock. It returns
+// by ctx's deadline (with ctx.Err() wrapped) whatever the client's options,
+// even if Redis hangs.
+func (c *Cluster) CountsAt(ctx context.Context, at time.Time, windows ...time.Duration) (Result, error) {
+	r, err := c.countsAt(ctx, at, windows)
+	if err != nil {
+		return r, fmt.Errorf("auredis: counts from %s: %w", c.keys[0], err)
+	}
+	return r, nil
+}
+
+func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Duration) (Result, error) {
+	c.mu.Lock()
+	offset, synced := c.offset, c.synced
+	c.mu.Unlock()
+	if !synced { // no push yet: read Redis's clock first
+		var timeCmd *redis.Cmd
+		local, sentAt := c.t.Now(), time.Now()
+		if err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+			timeCmd = pipe.Eval(ctx, timeScript, c.keys[:1])
+		}); err != nil {
+			return Result{}, err
+		}
+		redisNow, err := parseTime(timeCmd)
+		if err != nil {
+			return Result{}, err
+		}
+		offset = c.measured(local, sentAt, redisNow)
+	}
+	ret := c.t.Retention()
+	ref := at.Add(offset).Unix()
+	zcounts := make([][]*redis.IntCmd, len(c.keys))
+	marks := make([]*redis.ZSliceCmd, len(c.keys))
+	var reg *redis.MapStringStringCmd
+	err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+		for j, k := range c.keys {
+			zcounts[j] = make([]*redis.IntCmd, len(windows))
+			for i, w := range windows {
+				if w < 0 {
+					continue
+				}
+				lo := max(ref-int64(min(w, ret)/time.Second), 1)
+				zcounts[j][i] = pipe.ZCount(ctx, k, strconv.FormatInt(lo, 10), "+inf")
+			}
+			marks[j] = pipe.ZRangeByScoreWithScores(ctx, k, &redis.ZRangeBy{Min: "-inf", Max: "(0"})
+		}
+		reg = pipe.HGetAll(ctx, c.registry)
+	})
+	if err != nil {
+		c.lostContact()
+		return Result{}, err
+	}
+	r := Result{Counts: make([]int, len(windows)), Cluster: true, ClockOffset: offset}
+	for _, cmds := range zcounts {
+		for i, cmd := range cmds {
+			if cmd != nil {
+				r.Counts[i] += int(cmd.Val())
+			}
+		}
+	}
+	nowMs := c.redisNowMs()
+	c.learn(reg.Val(), nowMs)
+	c.mu.Lock()
+	peers := make(map[string]peer, len(c.known)+1)
+	for id, p := range c.known {
+		if !p.left {
+			peers[id] = p
+		}
+	}
+	c.mu.Unlock()
+	select {
+	case <-c.stop: // shut down: no longer one of the cluster
+	default:
+		peers[c.id] = peer{heartbeat: nowMs, epoch: c.doneEpoch.Load()}
+	}
+	held := make([]map[string]float64, len(c.keys))
+	for j, cmd := range marks {
+		held[j] = map[string]float64{}
+		for _, z := range cmd.Val() {
+			if id, ok := strings.CutPrefix(fmt.Sprint(z.Member), markPrefix); ok {
+				held[j][id] = z.Score
+			}
+		}
+	}
+	for id, p := range peers {
+		r.Instances++
+		whole := p.epoch > 0
+		for j := range held {
+			whole = whole && held[j][id] == -float64(p.epoch)
+		}
+		if whole {
+			r.Complete++
+		}
+	}
+	return r, nil
+}
+
+// CountsOrLocal returns the cluster's counts, or, if Redis cannot answer, this
+// instance's own with Cluster false and the error — so that an exporter can
+// keep reporting and say clearly which it reports.
+func (c *Cluster) CountsOrLocal(ctx context.Context, windows ...time.Duration) (Result, error) {
+	r, err := c.Counts(ctx, windows...)
+	if err == nil {
+		return r, nil
+	}
+	c.mu.Lock()
+	offset := c.offset
+	c.mu.Unlock()
+	return Result{Counts: c.t.Counts(windows...), Instances: 1, Complete: 1, ClockOffset: offset}, err
+}
+
+// MemoryUsage returns the bytes Redis uses for the sorted sets (MEMORY USAGE,
+// all members sampled), summed over the keys, and the accounts they hold.
+func (c *Cluster) MemoryUsage(ctx context.Context) (bytes, accounts int64, err error) {
+	mem := make([]*redis.IntCmd, len(c.keys))
+	card := make([]*redis.IntCmd, len(c.keys))
+	err = c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+		for j, k := range c.keys {
+			mem[j] = pipe.MemoryUsage(ctx, k, 0)
+			card[j] = pipe.ZCount(ctx, k, "0", "+inf")
+		}
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("auredis: memory usage of %s: %w", c.keys[0], err)
+	}
+	for j := range c.keys {
+		bytes += mem[j].Val()
+		accounts += card[j].Val()
+	}
+	return bytes, accounts, nil
+}

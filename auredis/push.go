@@ -1,0 +1,350 @@
+package auredis
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// markPrefix starts each instance's marker member. Account members are 8
+// bytes, so a marker, longer, is never mistaken for one; its score is minus
+// the instance's latest epoch, below every account's (scores are seconds ≥ 1),
+// so no ZCOUNT of a window counts it and no trim removes it.
+const markPrefix = "\x00instance:"
+
+// batchesPerTrip bounds one round trip of a push: a million accounts go in 8
+// round trips of 128k members, not one 1M-member request buffered whole.
+const batchesPerTrip = 64
+
+// pending is a push that has sent part of its entries (c.buf[:next]); the
+// next push carries on from there unless Redis lost what it had sent.
+type pending struct {
+	start time.Time // tracker time the push covers up to
+	all   []bool    // per key: everything held, not only what changed since c.since
+	next  int
+	sent  int
+}
+
+// peer is what the registry says of one instance.
+type peer struct {
+	heartbeat int64 // Redis time (ms) of its latest round trip
+	epoch     int64 // Redis time (ms) of its latest completed push; its marks carry minus this
+	left      bool  // shut down cleanly
+}
+
+func (p peer) String() string {
+	if p.left {
+		return strconv.FormatInt(p.heartbeat, 10) + " left"
+	}
+	return strconv.FormatInt(p.heartbeat, 10) + " " + strconv.FormatInt(p.epoch, 10)
+}
+
+func parsePeer(v string) (peer, bool) {
+	h, e, ok := strings.Cut(v, " ")
+	if !ok {
+		return peer{}, false
+	}
+	hb, err := strconv.ParseInt(h, 10, 64)
+	if err != nil {
+		return peer{}, false
+	}
+	if e == "left" {
+		return peer{heartbeat: hb, left: true}, true
+	}
+	ep, err := strconv.ParseInt(e, 10, 64)
+	return peer{heartbeat: hb, epoch: ep}, err == nil
+}
+
+func member(hash uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], hash)
+	return string(b[:])
+}
+
+// jitter returns d scaled by a random factor in [lo, hi).
+func jitter(d time.Duration, lo, hi float64) time.Duration {
+	return time.Duration(float64(d) * (lo + rand.Float64()*(hi-lo)))
+}
+
+// Push sends to Redis every account seen since the last successful push —
+// everything held the first time, every WithFullPushEvery, and to any key
+// that no longer holds this instance's last push — with ZADD GT so a score
+// only ever moves forward, trims the accounts past retention, and marks each
+// key as holding this push. The loop calls it every interval; call it
+// yourself to push at once. Each round trip has the WithTimeout deadline (or
+// ctx's, if sooner); a push that fails halfway keeps its progress, and the
+// next one carries on from there.
+func (c *Cluster) Push(ctx context.Context) error {
+	c.pushMu.Lock()
+	defer c.pushMu.Unlock()
+	full, resumed, err := c.push(ctx)
+	if err != nil {
+		err = fmt.Errorf("auredis: push to %s: %w", c.keys[0], err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.LastErr = err
+	if err != nil {
+		c.stats.Failures++
+		return err
+	}
+	c.stats.Pushes++
+	c.stats.Pushed = c.pendingSent
+	c.stats.LastPush = c.since
+	if full {
+		c.stats.FullPushes++
+	}
+	if resumed {
+		c.stats.Resumed++
+	}
+	return nil
+}
+
+// push runs under pushMu.
+func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
+	// Round trip 1: Redis's clock, the cluster's configuration and registry,
+	// and this instance's marks.
+	var (
+		timeCmd  *redis.Cmd
+		setupCmd *redis.StringCmd
+		reg      *redis.MapStringStringCmd
+		marks    = make([]*redis.FloatCmd, len(c.keys))
+	)
+	local := c.t.Now()
+	sentAt := time.Now()
+	err = c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+		timeCmd = pipe.Eval(ctx, timeScript, c.keys[:1])
+		pipe.HSetNX(ctx, c.registry, "config", c.setup)
+		setupCmd = pipe.HGet(ctx, c.registry, "config")
+		reg = pipe.HGetAll(ctx, c.registry)
+		for j, k := range c.keys {
+			marks[j] = pipe.ZScore(ctx, k, c.mark)
+		}
+	})
+	if err != nil {
+		c.lostContact()
+		return false, false, err
+	}
+	redisNow, err := parseTime(timeCmd)
+	if err != nil {
+		return false, false, err
+	}
+	if got := setupCmd.Val(); got != c.setup {
+		return false, false, fmt.Errorf("the cluster registered in %s has %q, this instance %q: every instance needs the same WithKeys and secret", c.registry, got, c.setup)
+	}
+	offset := c.measured(local, sentAt, redisNow)
+	now := func() int64 { return redisNow.Add(time.Since(sentAt)).UnixMilli() }
+	departed := c.learn(reg.Val(), redisNow.UnixMilli())
+
+	p := c.pending
+	intact := make([]bool, len(c.keys))
+	var lost []string
+	for j, m := range marks {
+		intact[j] = c.epoch > 0 && m.Err() == nil && m.Val() == -float64(c.epoch)
+		if !intact[j] && c.epoch > 0 {
+			lost = append(lost, c.keys[j])
+		}
+		if !intact[j] && p != nil && !p.all[j] {
+			p = nil // Redis lost some of what the failed push sent: start again
+		}
+	}
+	if len(lost) > 0 && c.cfg.logger != nil {
+		c.cfg.logger.Info("auredis: Redis no longer holds this instance's last push; pushing everything it holds", "instance", c.id, "keys", lost)
+	}
+	if p != nil {
+		resumed = true
+	} else {
+		start := c.t.Now()
+		p = &pending{start: start, all: make([]bool, len(c.keys))}
+		everything := start.Sub(c.lastAll) >= c.cfg.fullEvery || start.Before(c.since)
+		from := c.since
+		for j := range p.all {
+			p.all[j] = everything || !intact[j]
+			if p.all[j] {
+				from = time.Time{}
+			}
+		}
+		c.buf = c.t.AppendEntries(c.buf[:0], from)
+		c.pending = p
+	}
+	for _, a := range p.all {
+		full = full || a
+	}
+
+	offSec, nowSec := int64(offset/time.Second), redisNow.Unix()
+	oldest := nowSec - int64(c.t.Retention()/time.Second)
+	since := c.since.Unix()
+	epoch := max(redisNow.UnixMilli(), c.epoch+1)
+	zs := make([][]redis.Z, len(c.keys))
+	for {
+		var i, sent int
+		var last bool
+		err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+			flush := func(j int) {
+				if len(zs[j]) > 0 {
+					pipe.ZAddGT(ctx, c.keys[j], zs[j]...) // copies the members into its arguments
+					sent += len(zs[j])
+					zs[j] = zs[j][:0]
+				}
+			}
+			batches := 0
+			for i = p.next; i < len(c.buf) && batches < batchesPerTrip; i++ {
+				e := c.buf[i]
+				j := keyOf(e.Hash, len(c.keys))
+				score := min(e.Last+offSec, nowSec) // on Redis's clock, never ahead of it
+				if (!p.all[j] && e.Last < since) || score < oldest {
+					continue
+				}
+				zs[j] = append(zs[j], redis.Z{Score: float64(max(score, 1)), Member: member(e.Hash)})
+				if len(zs[j]) == c.cfg.batch {
+					flush(j)
+					batches++
+				}
+			}
+			for j := range zs {
+				flush(j)
+			}
+			last = i == len(c.buf)
+			me := peer{heartbeat: now(), epoch: c.epoch}
+			if last {
+				me.epoch = epoch
+				cut := "(" + strconv.FormatInt(oldest, 10)
+				for _, k := range c.keys {
+					pipe.ZAdd(ctx, k, redis.Z{Score: -float64(epoch), Member: c.mark})
+					pipe.ZRemRangeByScore(ctx, k, "0", cut)
+				}
+				for _, id := range departed {
+					pipe.HDel(ctx, c.registry, id)
+					for _, k := range c.keys {
+						pipe.ZRem(ctx, k, markPrefix+id)
+					}
+				}
+			}
+			pipe.HSet(ctx, c.registry, c.id, me.String())
+		})
+		if err != nil {
+			c.lostContact()
+			return full, resumed, err // p.next is kept: the next push carries on
+		}
+		p.next, p.sent = i, p.sent+sent
+		if last {
+			break
+		}
+	}
+	c.epoch, c.since, c.pending, c.pendingSent = epoch, p.start, nil, p.sent
+	c.doneEpoch.Store(epoch)
+	if all := !containsFalse(p.all); all {
+		c.lastAll = p.start
+	}
+	return full, resumed, nil
+}
+
+func containsFalse(bs []bool) bool {
+	for _, b := range bs {
+		if !b {
+			return true
+		}
+	}
+	return false
+}
+
+// timeScript reads the Redis server's clock on the node holding its key, so
+// that every instance reads one clock, in a cluster too (a TIME command
+// without a key goes to any node).
+const timeScript = "return redis.call('TIME')"
+
+func parseTime(cmd *redis.Cmd) (time.Time, error) {
+	v, err := cmd.Slice()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(v) == 2 {
+		s, err1 := strconv.ParseInt(fmt.Sprint(v[0]), 10, 64)
+		us, err2 := strconv.ParseInt(fmt.Sprint(v[1]), 10, 64)
+		if err1 == nil && err2 == nil {
+			return time.Unix(s, us*1000), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("unexpected reply to TIME: %v", v)
+}
+
+// measured takes a reading of Redis's clock (redisNow, read about halfway
+// through the round trip that began at sentAt, when the tracker's clock said
+// local) and returns the offset to use, to the second. The tracker's clock
+// reads whole seconds, half a second behind on average; the offset moves only
+// when the reading differs from it by more than a second, so that a steady
+// clock is not shifted back and forth at a second's boundary.
+func (c *Cluster) measured(local time.Time, sentAt time.Time, redisNow time.Time) time.Duration {
+	rtt := time.Since(sentAt)
+	d := redisNow.Sub(local.Add(500*time.Millisecond + rtt/2)).Round(time.Second)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.redisAt, c.readAt = redisNow, sentAt.Add(rtt/2)
+	if diff := d - c.offset; !c.synced || diff > time.Second || diff < -time.Second {
+		c.offset, c.synced = d, true
+	}
+	return c.offset
+}
+
+// redisNowMs is the Redis server's clock now, in milliseconds, from the last
+// reading and the monotonic time since.
+func (c *Cluster) redisNowMs() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.redisAt.Add(time.Since(c.readAt)).UnixMilli()
+}
+
+// lostContact notes a failed round trip: the others' heartbeats are not
+// aging for them alone until this instance reaches Redis again.
+func (c *Cluster) lostContact() {
+	c.mu.Lock()
+	c.contact = 0
+	c.mu.Unlock()
+}
+
+// learn merges the registry into what this instance knows of the others and
+// returns the instances gone for longer than the TTL, for the push to remove.
+func (c *Cluster) learn(reg map[string]string, nowMs int64) (departed []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.contact == 0 {
+		c.contact = nowMs
+	}
+	// An instance is gone once it has not reached Redis for the TTL while
+	// this one could: after an outage every instance gets the TTL from the
+	// moment this one reached Redis again to do the same.
+	ttl := c.cfg.instanceTTL.Milliseconds()
+	gone := func(p peer) bool { return p.heartbeat < nowMs-ttl && c.contact < nowMs-ttl }
+	for id, v := range reg {
+		if id == "config" || id == c.id {
+			continue
+		}
+		p, ok := parsePeer(v)
+		if !ok {
+			continue
+		}
+		if gone(p) {
+			departed = append(departed, id)
+			delete(c.known, id)
+			continue
+		}
+		if k, ok := c.known[id]; ok && !p.left {
+			// A registry restored from an older file must not make an
+			// instance look complete with an older push: keep the newest.
+			p.heartbeat, p.epoch = max(p.heartbeat, k.heartbeat), max(p.epoch, k.epoch)
+		}
+		c.known[id] = p
+	}
+	for id, p := range c.known {
+		if gone(p) {
+			delete(c.known, id)
+		}
+	}
+	return departed
+}
