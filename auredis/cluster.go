@@ -26,7 +26,7 @@
 //     is missing or older than the last it wrote, it pushes everything it
 //     holds to that key.
 //   - One clock: scores and trims use the Redis server's TIME (of the node
-//     holding the first key); each instance measures its clock's offset from
+//     holding the registry); each instance measures its clock's offset from
 //     it on every push and shifts what it sends, so instance clocks may
 //     differ by any amount that stays steady between two pushes.
 //   - Deadlines: Counts and Shutdown return by their context's deadline
@@ -65,7 +65,7 @@ type Cluster struct {
 	rdb      redis.UniversalClient
 	cfg      config
 	keys     []string
-	registry string // hash: instance id → "heartbeat-ms epoch-ms"; "config" → configuration
+	registry string // hash: instance id → "heartbeat-ms epoch-ms"; "config" → configuration; its node's clock is the reference
 	setup    string // what every instance must agree on: key count, hash function
 	id       string // this instance's id, random
 	mark     string // this instance's marker member in each key
@@ -80,6 +80,7 @@ type Cluster struct {
 	pendingSent int
 
 	doneEpoch atomic.Int64 // epoch, for Counts, which does not take pushMu
+	failing   atomic.Bool  // the latest push failed: Redis lacks accounts this instance holds
 
 	mu     sync.Mutex // guards the fields below
 	stats  Stats
@@ -161,7 +162,7 @@ func newCluster(t *activeusers.Tracker, rdb redis.UniversalClient, cfg config) *
 	keys := keyNames(cfg.name, cfg.keys)
 	c := &Cluster{
 		t: t, rdb: rdb, cfg: cfg, keys: keys,
-		registry: keys[0] + ":instances",
+		registry: "{" + cfg.name + "}:instances", // not one of the keys: the same whatever WithKeys
 		setup:    fmt.Sprintf("keys=%d hash=%s", cfg.keys, hashName(t)),
 		id:       id,
 		mark:     markPrefix + id,

@@ -26,7 +26,9 @@ type Result struct {
 	// Redis holds now. Less than Instances while an instance has not yet
 	// pushed since it started or since Redis lost data (a restart without
 	// persistence, a restore from an older file, a failover to a lagging
-	// replica, a key deleted or evicted): the counts then miss accounts.
+	// replica, a key deleted or evicted), or while its pushes fail (this
+	// instance's at once; another's once it has missed two pushes): the
+	// counts then miss accounts.
 	Complete int
 	// ClockOffset is the Redis server's clock minus this instance's tracker
 	// clock, as measured at its latest push.
@@ -67,7 +69,7 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 		var timeCmd *redis.Cmd
 		local, sentAt := c.t.Now(), time.Now()
 		if err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
-			timeCmd = pipe.Eval(ctx, timeScript, c.keys[:1])
+			timeCmd = pipe.Eval(ctx, timeScript, []string{c.registry})
 		}); err != nil {
 			return Result{}, err
 		}
@@ -122,6 +124,9 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 	case <-c.stop: // shut down: no longer one of the cluster
 	default:
 		peers[c.id] = peer{heartbeat: nowMs, epoch: c.doneEpoch.Load()}
+		if c.failing.Load() {
+			peers[c.id] = peer{heartbeat: nowMs} // its push is not whole
+		}
 	}
 	held := make([]map[string]float64, len(c.keys))
 	for j, cmd := range marks {
@@ -134,7 +139,7 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 	}
 	for id, p := range peers {
 		r.Instances++
-		whole := p.epoch > 0
+		whole := p.epoch > 0 && !p.behind && !c.overdue(p, nowMs)
 		for j := range held {
 			whole = whole && held[j][id] == -float64(p.epoch)
 		}

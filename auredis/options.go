@@ -80,7 +80,8 @@ func (g goRedisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 // WithName sets the name the cluster's Redis keys derive from: K sorted sets
 // "{name:j.n}" (each with a hash tag of its own) and a hash
-// "{name:0.n}:instances" beside the first. Every instance of one cluster must
+// "{name}:instances", the registry of instances, whose node's clock is the
+// cluster's time reference. Every instance of one cluster must
 // use the same name; different names are independent clusters on one Redis.
 // Default: DefaultName ("activeusers").
 func WithName(name string) Option {

@@ -29,36 +29,61 @@ type pending struct {
 	all   []bool    // per key: everything held, not only what changed since c.since
 	next  int
 	sent  int
+	// repair: it resends what Redis lost or carries on from a failed push,
+	// so Redis lacks more than the usual interval's accounts until it ends.
+	repair bool
 }
 
-// peer is what the registry says of one instance.
+// peer is what the registry says of one instance: "heartbeat epoch
+// interval", with " behind" while it repairs, or "heartbeat left".
 type peer struct {
 	heartbeat int64 // Redis time (ms) of its latest round trip
 	epoch     int64 // Redis time (ms) of its latest completed push; its marks carry minus this
+	interval  int64 // its push interval (ms): a heartbeat much older than this means its pushes fail
 	left      bool  // shut down cleanly
+	behind    bool  // pushing what Redis lost or a failed push left out
 }
 
 func (p peer) String() string {
 	if p.left {
 		return strconv.FormatInt(p.heartbeat, 10) + " left"
 	}
-	return strconv.FormatInt(p.heartbeat, 10) + " " + strconv.FormatInt(p.epoch, 10)
+	s := strconv.FormatInt(p.heartbeat, 10) + " " + strconv.FormatInt(p.epoch, 10) + " " + strconv.FormatInt(p.interval, 10)
+	if p.behind {
+		s += " behind"
+	}
+	return s
 }
 
 func parsePeer(v string) (peer, bool) {
-	h, e, ok := strings.Cut(v, " ")
-	if !ok {
+	f := strings.Fields(v)
+	var p peer
+	if len(f) == 4 && f[3] == "behind" {
+		p.behind, f = true, f[:3]
+	}
+	if len(f) < 2 || len(f) > 3 {
 		return peer{}, false
 	}
-	hb, err := strconv.ParseInt(h, 10, 64)
-	if err != nil {
+	var err error
+	if p.heartbeat, err = strconv.ParseInt(f[0], 10, 64); err != nil {
 		return peer{}, false
 	}
-	if e == "left" {
-		return peer{heartbeat: hb, left: true}, true
+	if f[1] == "left" && len(f) == 2 {
+		p.left = true
+		return p, true
 	}
-	ep, err := strconv.ParseInt(e, 10, 64)
-	return peer{heartbeat: hb, epoch: ep}, err == nil
+	if p.epoch, err = strconv.ParseInt(f[1], 10, 64); err != nil || len(f) != 3 {
+		return peer{}, false
+	}
+	p.interval, err = strconv.ParseInt(f[2], 10, 64)
+	return p, err == nil
+}
+
+// overdue says whether p has missed two pushes: it has not reached Redis for
+// twice its interval and one round trip's timeout, so it holds accounts
+// Redis has not got.
+func (c *Cluster) overdue(p peer, nowMs int64) bool {
+	return p.heartbeat < nowMs-2*p.interval-c.cfg.timeout.Milliseconds()
 }
 
 func member(hash uint64) string {
@@ -84,6 +109,7 @@ func (c *Cluster) Push(ctx context.Context) error {
 	c.pushMu.Lock()
 	defer c.pushMu.Unlock()
 	full, resumed, err := c.push(ctx)
+	c.failing.Store(err != nil)
 	if err != nil {
 		err = fmt.Errorf("auredis: push to %s: %w", c.keys[0], err)
 	}
@@ -118,8 +144,12 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 	)
 	local := c.t.Now()
 	sentAt := time.Now()
+	// Registering here, before any data, lets the others know this instance
+	// exists — and expect its push — from its first round trip.
+	me := peer{epoch: c.epoch, interval: c.cfg.interval.Milliseconds(), behind: c.pending != nil || c.failing.Load()}
+	_, rest, _ := strings.Cut(me.String(), " ")
 	err = c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
-		timeCmd = pipe.Eval(ctx, timeScript, c.keys[:1])
+		timeCmd = pipe.Eval(ctx, registerScript, []string{c.registry}, c.id, rest)
 		pipe.HSetNX(ctx, c.registry, "config", c.setup)
 		setupCmd = pipe.HGet(ctx, c.registry, "config")
 		reg = pipe.HGetAll(ctx, c.registry)
@@ -158,7 +188,7 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 		c.cfg.logger.Info("auredis: Redis no longer holds this instance's last push; pushing everything it holds", "instance", c.id, "keys", lost)
 	}
 	if p != nil {
-		resumed = true
+		resumed, p.repair = true, true
 	} else {
 		start := c.t.Now()
 		p = &pending{start: start, all: make([]bool, len(c.keys))}
@@ -171,6 +201,7 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 			}
 		}
 		c.buf = c.t.AppendEntries(c.buf[:0], from)
+		p.repair = len(lost) > 0
 		c.pending = p
 	}
 	for _, a := range p.all {
@@ -211,9 +242,9 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 				flush(j)
 			}
 			last = i == len(c.buf)
-			me := peer{heartbeat: now(), epoch: c.epoch}
+			me := peer{heartbeat: now(), epoch: c.epoch, interval: c.cfg.interval.Milliseconds(), behind: p.repair}
 			if last {
-				me.epoch = epoch
+				me.epoch, me.behind = epoch, false
 				cut := "(" + strconv.FormatInt(oldest, 10)
 				for _, k := range c.keys {
 					pipe.ZAdd(ctx, k, redis.Z{Score: -float64(epoch), Member: c.mark})
@@ -254,10 +285,16 @@ func containsFalse(bs []bool) bool {
 	return false
 }
 
-// timeScript reads the Redis server's clock on the node holding its key, so
-// that every instance reads one clock, in a cluster too (a TIME command
-// without a key goes to any node).
+// timeScript reads the Redis server's clock on the node holding its key (the
+// registry), so that every instance reads one clock, in a cluster too (a
+// TIME command without a key goes to any node).
 const timeScript = "return redis.call('TIME')"
+
+// registerScript is timeScript that also records, in the registry hash
+// KEYS[1], field ARGV[1], a heartbeat at that time followed by ARGV[2].
+const registerScript = `local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000)) .. ' ' .. ARGV[2])
+return t`
 
 func parseTime(cmd *redis.Cmd) (time.Time, error) {
 	v, err := cmd.Slice()

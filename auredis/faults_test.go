@@ -1,0 +1,327 @@
+package auredis
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/activeusers/activeusers"
+)
+
+// fleet is n instances on one Redis with a shared clock, and what they saw.
+type fleet struct {
+	t    *testing.T
+	now  *clock
+	trs  []*activeusers.Tracker
+	cs   []*Cluster
+	last map[string]time.Time
+}
+
+func newFleet(t *testing.T, s *server, n int, opts ...Option) *fleet {
+	f := &fleet{t: t, now: newClock(), last: map[string]time.Time{}}
+	for range n {
+		tr, c, _ := instance(t, s, f.now, opts...)
+		f.trs, f.cs = append(f.trs, tr), append(f.cs, c)
+	}
+	return f
+}
+
+// see has instance i see accounts prefix-0 … prefix-(n-1) now.
+func (f *fleet) see(i int, prefix string, n int) {
+	for u := range n {
+		id := prefix + strconv.Itoa(u)
+		f.trs[i].Seen(id)
+		f.last[id] = f.now.Now()
+	}
+}
+
+func (f *fleet) pushAll() {
+	for _, c := range f.cs {
+		require.NoError(f.t, c.Push(context.Background()))
+	}
+}
+
+// countsAsIs asks instance i.
+func (f *fleet) countsAsIs(i int) Result {
+	r, err := f.cs[i].Counts(context.Background(), windows...)
+	require.NoError(f.t, err)
+	return r
+}
+
+// counts asks instance i and, when it says its figure is complete, checks it
+// against the union; call it when every instance has pushed all it saw.
+func (f *fleet) counts(i int) Result {
+	at := f.now.Now()
+	r, err := f.cs[i].CountsAt(context.Background(), at, windows...)
+	require.NoError(f.t, err)
+	if r.IsComplete() {
+		require.Equal(f.t, union(at, f.last), r.Counts, "instance %d: a figure that says it is complete is exact: %+v", i, r)
+	}
+	return r
+}
+
+// TestRestoreFromAnOlderFileIsDetected: Redis restarted from an older RDB
+// holds every instance's older marks. The instances that counted before know
+// the newer ones and say the figure is incomplete; each instance's next push
+// finds its marks old and pushes everything, and the figure is exact again.
+func TestRestoreFromAnOlderFileIsDetected(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	s := startServer(t)
+	f := newFleet(t, s, 2)
+	ctx := context.Background()
+	f.see(0, "a-", 500)
+	f.see(1, "b-", 400)
+	f.pushAll()
+	rdb := client(s)
+	defer rdb.Close()
+	require.NoError(t, rdb.Save(ctx).Err())
+	old, err := os.ReadFile(filepath.Join(s.dir, "dump.rdb"))
+	require.NoError(t, err)
+
+	f.see(0, "a2-", 300)
+	f.see(1, "b2-", 200)
+	f.pushAll()
+	require.True(t, f.counts(0).IsComplete())
+	require.True(t, f.counts(1).IsComplete())
+
+	s.stop()
+	require.NoError(t, os.WriteFile(filepath.Join(s.dir, "dump.rdb"), old, 0o600))
+	s.start() // restored: 900 of the 1400 accounts, and the older marks
+	for i := range f.cs {
+		r := f.counts(i)
+		assert.False(t, r.IsComplete(), "instance %d: the rolled-back figure is not reported complete: %+v", i, r)
+		assert.Equal(t, 2, r.Instances)
+		assert.Less(t, r.Counts[3], 1400)
+	}
+	fulls := f.cs[0].Stats().FullPushes
+	f.pushAll()
+	assert.Equal(t, fulls+1, f.cs[0].Stats().FullPushes, "the push found its marks old and sent everything")
+	for i := range f.cs {
+		r := f.counts(i)
+		assert.True(t, r.IsComplete(), "%+v", r)
+		assert.Equal(t, 1400, r.Counts[3])
+	}
+}
+
+// TestLostKeyIsRepushed: one of four keys deleted (or evicted) alone.
+func TestLostKeyIsRepushed(t *testing.T) {
+	s := startServer(t)
+	f := newFleet(t, s, 2, WithKeys(4))
+	ctx := context.Background()
+	f.see(0, "a-", 1000)
+	f.see(1, "b-", 1000)
+	f.pushAll()
+	// A second on, so that the next push sends only what changed (a push
+	// resends the accounts of the second the one before it started in).
+	time.Sleep(time.Second)
+	f.pushAll()
+	rdb := client(s)
+	defer rdb.Close()
+	held, err := rdb.ZCount(ctx, f.cs[0].keys[2], "0", "+inf").Result()
+	require.NoError(t, err)
+	require.InDelta(t, 500, held, 150, "key 2 holds about a quarter")
+	require.NoError(t, rdb.Del(ctx, f.cs[0].keys[2]).Err())
+
+	r := f.counts(1)
+	assert.False(t, r.IsComplete(), "%+v", r)
+	assert.Equal(t, 0, r.Complete, "neither instance's push is whole without key 2")
+	assert.Equal(t, 2000-int(held), r.Counts[3])
+
+	f.pushAll()
+	assert.Less(t, f.cs[0].Stats().Pushed, 400, "only the lost key is pushed whole")
+	assert.Greater(t, f.cs[0].Stats().Pushed, 150)
+	r = f.counts(0)
+	assert.True(t, r.IsComplete(), "%+v", r)
+	assert.Equal(t, 2000, r.Counts[3])
+}
+
+// TestClocksThatDisagree: one instance's clock 5 minutes ahead, its retention
+// an hour. Against Redis's clock both instances' accounts land where they
+// belong: the 5m figure counts each instance's recent accounts, and the
+// ahead instance's trims spare the other's accounts 58 minutes old.
+func TestClocksThatDisagree(t *testing.T) {
+	s := startServer(t)
+	behind, ahead := newClock(), newClock()
+	ahead.Add(5 * time.Minute)
+	hour := activeusers.WithRetention(time.Hour)
+	trB := activeusers.New(activeusers.WithClock(behind.Now), hour)
+	trA := activeusers.New(activeusers.WithClock(ahead.Now), hour)
+	cB, _ := attach(t, s, trB)
+	cA, _ := attach(t, s, trA)
+	ctx := context.Background()
+	for u := range 1000 {
+		trB.SeenAt("old-"+strconv.Itoa(u), behind.Now().Add(-58*time.Minute))
+		trB.Seen("b-" + strconv.Itoa(u))
+		trA.Seen("a-" + strconv.Itoa(u))
+	}
+	require.NoError(t, cB.Push(ctx))
+	require.NoError(t, cA.Push(ctx)) // trims by Redis's clock
+	off := cA.Stats().ClockOffset - cB.Stats().ClockOffset
+	assert.Equal(t, -5*time.Minute, off, "each instance's offset from Redis's clock, in Stats")
+	for _, c := range []*Cluster{cA, cB} {
+		r, err := c.Counts(ctx, 5*time.Minute, time.Hour)
+		require.NoError(t, err)
+		assert.Equal(t, []int{2000, 3000}, r.Counts, "both instances give the same figures")
+		assert.True(t, r.IsComplete())
+	}
+}
+
+// TestFullRedisIsIncompleteThenResumes: Redis at maxmemory (noeviction)
+// refuses writes halfway through a push. The figure says it is incomplete;
+// once Redis has room the next push carries on from where the failed one
+// stopped.
+func TestFullRedisIsIncompleteThenResumes(t *testing.T) {
+	s := startServer(t)
+	// Pushing every 100ms: the other instance notices within two pushes
+	// and a round trip's timeout that this one's fail.
+	f := newFleet(t, s, 2, WithBatch(100), WithInterval(100*time.Millisecond), WithTimeout(time.Second))
+	ctx := context.Background()
+	f.see(1, "b-", 100)
+	require.NoError(t, f.cs[1].Push(ctx))
+	require.NoError(t, f.cs[0].Push(ctx))
+	rdb := client(s)
+	defer rdb.Close()
+	used, err := rdb.Info(ctx, "memory").Result()
+	require.NoError(t, err)
+	var base int
+	for _, line := range strings.Split(used, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			base, err = strconv.Atoi(v)
+			require.NoError(t, err)
+		}
+	}
+	require.Positive(t, base)
+	require.NoError(t, rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	require.NoError(t, rdb.ConfigSet(ctx, "maxmemory", strconv.Itoa(base+3<<20)).Err())
+	f.see(0, "a-", 100_000) // about 10 MB in Redis
+	err = f.cs[0].Push(ctx)
+	require.ErrorContains(t, err, "OOM")
+	held, err := rdb.ZCount(ctx, f.cs[0].keys[0], "0", "+inf").Result()
+	require.NoError(t, err)
+	require.Greater(t, held, int64(1000), "part of the push landed")
+	r := f.counts(0)
+	assert.False(t, r.IsComplete(), "the failing instance knows at once: %+v", r)
+	// Until then the other's figure is complete as of each instance's last
+	// whole push, with some of the failed push's accounts besides: it lags,
+	// as between any two pushes, but is not exact.
+	time.Sleep(2*100*time.Millisecond + time.Second + 100*time.Millisecond)
+	r = f.countsAsIs(1)
+	assert.False(t, r.IsComplete(), "the other instance notices after two missed pushes and a timeout: %+v", r)
+	assert.Equal(t, 2, r.Instances)
+	assert.Less(t, r.Complete, 2, "and the other's pushes fail too, at maxmemory")
+
+	require.NoError(t, rdb.ConfigSet(ctx, "maxmemory", "0").Err())
+	// The push loop resumes (and, as accounts were still arriving when a push
+	// began, a later push brings the rest).
+	require.Eventually(t, func() bool {
+		r := f.countsAsIs(1)
+		return r.IsComplete() && r.Counts[3] == 100_100
+	}, 10*time.Second, 10*time.Millisecond, "complete and exact again once Redis has room")
+	assert.GreaterOrEqual(t, f.cs[0].Stats().Resumed, 1, "a push carried on from the failed one")
+}
+
+// TestInstancesComeAndGo: an instance that shuts down leaves at once; one
+// that vanishes is expected until the TTL, then counted as gone.
+func TestInstancesComeAndGo(t *testing.T) {
+	s := startServer(t)
+	const ttl = 500 * time.Millisecond
+	f := newFleet(t, s, 3, WithInstanceTTL(ttl))
+	ctx := context.Background()
+	for i := range 3 {
+		f.see(i, "u"+strconv.Itoa(i)+"-", 10)
+	}
+	f.pushAll()
+	assert.Equal(t, 3, f.counts(0).Instances)
+
+	require.NoError(t, f.cs[2].Close())
+	r := f.counts(0)
+	assert.Equal(t, 2, r.Instances, "a clean shutdown leaves the registry")
+	assert.True(t, r.IsComplete(), "and its accounts still count: %+v", r)
+
+	// Instance 1 vanishes: its client stops reaching Redis, and it never
+	// says goodbye.
+	vanished := f.cs[1]
+	vanished.rdb.(*redis.Client).Close()
+	r = f.counts(0)
+	assert.Equal(t, 2, r.Instances, "still expected within the TTL")
+	time.Sleep(ttl + 100*time.Millisecond)
+	require.NoError(t, f.cs[0].Push(ctx))
+	r = f.counts(0)
+	assert.Equal(t, 1, r.Instances, "gone after the TTL")
+	assert.True(t, r.IsComplete())
+	assert.Equal(t, 30, r.Counts[3], "its accounts stay until they expire")
+}
+
+// TestInstancesMustAgree: an instance with another key count or another
+// secret refuses to push into a cluster registered otherwise.
+func TestInstancesMustAgree(t *testing.T) {
+	s := startServer(t)
+	now := newClock()
+	_, first, _ := instance(t, s, now)
+	require.NoError(t, first.Push(context.Background()))
+	for _, c := range []struct {
+		tr   *activeusers.Tracker
+		opts []Option
+	}{
+		{newTracker(now), []Option{WithKeys(4)}},
+		{activeusers.New(activeusers.WithClock(now.Now), activeusers.WithSecret([]byte("a secret of 16+ bytes"))), nil},
+	} {
+		other, _ := attach(t, s, c.tr, c.opts...)
+		err := other.Push(context.Background())
+		assert.ErrorContains(t, err, "every instance needs the same WithKeys and secret")
+	}
+}
+
+// TestSecretKeepsIdsOutOfRedis: under WithSecret, no member in Redis is the
+// xxhash of an id, and the counts are the same.
+func TestSecretKeepsIdsOutOfRedis(t *testing.T) {
+	s := startServer(t)
+	now := newClock()
+	secret := activeusers.WithSecret([]byte("the cluster's shared secret"))
+	var cs []*Cluster
+	for i := range 2 {
+		tr := activeusers.New(activeusers.WithClock(now.Now), secret)
+		for u := range 300 {
+			tr.Seen("user" + strconv.Itoa(u+i*100)) // 100–299 on both
+		}
+		c, _ := attach(t, s, tr)
+		require.NoError(t, c.Push(context.Background()))
+		cs = append(cs, c)
+	}
+	r, err := cs[0].Counts(context.Background(), time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, []int{400}, r.Counts)
+	rdb := client(s)
+	defer rdb.Close()
+	members, err := rdb.ZRangeByScore(context.Background(), cs[0].keys[0], &redis.ZRangeBy{Min: "0", Max: "+inf"}).Result()
+	require.NoError(t, err)
+	require.Len(t, members, 400)
+	plain := map[string]bool{}
+	for u := range 400 {
+		plain[member(xxhash.Sum64String("user"+strconv.Itoa(u)))] = true
+	}
+	for _, m := range members {
+		assert.False(t, plain[m], "a member is the plain hash of a candidate id")
+	}
+}
+
+func TestJitter(t *testing.T) {
+	seen := map[time.Duration]bool{}
+	for range 1000 {
+		d := jitter(time.Second, 0.5, 1)
+		require.GreaterOrEqual(t, d, 500*time.Millisecond)
+		require.Less(t, d, time.Second)
+		seen[d] = true
+	}
+	assert.Greater(t, len(seen), 990, "waits differ from one failure to the next")
+}
