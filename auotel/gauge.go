@@ -37,7 +37,50 @@ type Option func(*config)
 type config struct {
 	name, description, windowKey string
 	windows                      []time.Duration
+	cluster                      CountsFunc
 }
+
+// ClusterCounts is what a cluster-wide source reports: the counts, one per
+// window; whether they are the whole cluster's (false: it fell back to this
+// instance's own); how many instances the cluster knows and how many of those
+// have their latest push whole in the figure; and this instance's clock
+// offset from the cluster's reference. Its fields are those of
+// auredis.Result, so auotel.ClusterCounts(r) converts one.
+type ClusterCounts struct {
+	Counts      []int
+	Cluster     bool
+	Instances   int
+	Complete    int
+	ClockOffset time.Duration
+}
+
+// CountsFunc is a source of counts other than the tracker. With auredis:
+//
+//	func(ctx context.Context, ws ...time.Duration) (auotel.ClusterCounts, error) {
+//		r, err := cluster.CountsOrLocal(ctx, ws...)
+//		return auotel.ClusterCounts(r), err
+//	}
+type CountsFunc func(ctx context.Context, windows ...time.Duration) (ClusterCounts, error)
+
+// Names of the gauges WithCluster adds.
+const (
+	ClusterCompleteName    = "activeusers.cluster.complete"
+	ClusterInstancesName   = "activeusers.cluster.instances"
+	ClusterClockOffsetName = "activeusers.cluster.clock_offset"
+	// ClusterStateAttribute is ClusterInstancesName's attribute: "known" or
+	// "complete".
+	ClusterStateAttribute = "activeusers.state"
+)
+
+// WithCluster makes the gauge report counts from fn (with the collection's
+// context, which should carry a deadline) instead of the tracker's own, and
+// registers three more gauges so that a dashboard never shows a partial or
+// local figure as the cluster's: ClusterCompleteName (1 while the counts are
+// the whole cluster's with every instance it knows in them whole, else 0),
+// ClusterInstancesName ({instance}, attribute activeusers.state = "known" or
+// "complete") and ClusterClockOffsetName (s, the cluster's reference clock
+// minus this instance's). Default: the tracker's own counts, no extra gauges.
+func WithCluster(fn CountsFunc) Option { return func(c *config) { c.cluster = fn } }
 
 // Default names, after OpenTelemetry's semantic conventions for naming.
 const (
@@ -106,15 +149,55 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 		release(key)
 		return nil, fmt.Errorf("auotel: %w", err)
 	}
+	instruments := []metric.Observable{gauge}
+	var complete, instances metric.Int64ObservableGauge
+	var offset metric.Float64ObservableGauge
+	if c.cluster != nil {
+		complete, err = meter.Int64ObservableGauge(ClusterCompleteName, metric.WithUnit("1"),
+			metric.WithDescription("1 if "+c.name+" is the whole cluster's with every known instance's latest push in it, else 0."))
+		if err == nil {
+			instances, err = meter.Int64ObservableGauge(ClusterInstancesName, metric.WithUnit("{instance}"),
+				metric.WithDescription("Instances the cluster knows (known) and those whose latest push is whole in "+c.name+" (complete)."))
+		}
+		if err == nil {
+			offset, err = meter.Float64ObservableGauge(ClusterClockOffsetName, metric.WithUnit("s"),
+				metric.WithDescription("The cluster's reference clock (the Redis server's) minus this instance's."))
+		}
+		if err != nil {
+			release(key)
+			return nil, fmt.Errorf("auotel: %w", err)
+		}
+		instruments = append(instruments, complete, instances, offset)
+	}
+	known := metric.WithAttributeSet(attribute.NewSet(attribute.String(ClusterStateAttribute, "known")))
+	whole := metric.WithAttributeSet(attribute.NewSet(attribute.String(ClusterStateAttribute, "complete")))
 	reg, err := meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		if err := ctx.Err(); err != nil {
 			return err // the collection was cancelled or timed out: skip the walk
 		}
-		for i, n := range t.Counts(windows...) {
+		if c.cluster == nil {
+			for i, n := range t.Counts(windows...) {
+				o.ObserveInt64(gauge, int64(n), attrs[i])
+			}
+			return nil
+		}
+		r, _ := c.cluster(ctx, windows...)
+		if len(r.Counts) != len(windows) { // a broken source: report local
+			r = ClusterCounts{Counts: t.Counts(windows...)}
+		}
+		for i, n := range r.Counts {
 			o.ObserveInt64(gauge, int64(n), attrs[i])
 		}
+		done := int64(0)
+		if r.Cluster && r.Complete == r.Instances {
+			done = 1
+		}
+		o.ObserveInt64(complete, done)
+		o.ObserveInt64(instances, int64(r.Instances), known)
+		o.ObserveInt64(instances, int64(r.Complete), whole)
+		o.ObserveFloat64(offset, r.ClockOffset.Seconds())
 		return nil
-	}, gauge)
+	}, instruments...)
 	if err != nil {
 		release(key)
 		return nil, fmt.Errorf("auotel: %w", err)

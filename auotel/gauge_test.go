@@ -179,3 +179,52 @@ func TestRegisterUncomparableMeter(t *testing.T) {
 	})
 	require.NoError(t, reg.Unregister())
 }
+
+func TestGaugeCluster(t *testing.T) {
+	reader, mp, tr, _ := setup(t)
+	tr.Seen("local")
+	partial := true
+	fn := func(ctx context.Context, ws ...time.Duration) (ClusterCounts, error) {
+		if partial {
+			return ClusterCounts{Counts: []int{30, 50}, Cluster: true, Instances: 3, Complete: 2, ClockOffset: -1500 * time.Millisecond}, nil
+		}
+		return ClusterCounts{Counts: []int{40, 70}, Cluster: true, Instances: 3, Complete: 3, ClockOffset: 2 * time.Second}, nil
+	}
+	_, err := Register(mp.Meter("test"), tr, WithCluster(fn))
+	require.NoError(t, err)
+	read := func() map[string]float64 {
+		var rm metricdata.ResourceMetrics
+		require.NoError(t, reader.Collect(context.Background(), &rm))
+		got := map[string]float64{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				switch d := m.Data.(type) {
+				case metricdata.Gauge[int64]:
+					for _, p := range d.DataPoints {
+						key := m.Name
+						for _, kv := range p.Attributes.ToSlice() {
+							key += " " + kv.Value.AsString()
+						}
+						got[key] = float64(p.Value)
+					}
+				case metricdata.Gauge[float64]:
+					for _, p := range d.DataPoints {
+						got[m.Name] = p.Value
+					}
+				}
+			}
+		}
+		return got
+	}
+	assert.Equal(t, map[string]float64{
+		"activeusers.count 24h": 30, "activeusers.count 7d": 50,
+		"activeusers.cluster.complete":           0,
+		"activeusers.cluster.instances known":    3,
+		"activeusers.cluster.instances complete": 2,
+		"activeusers.cluster.clock_offset":       -1.5,
+	}, read(), "a partial figure says so")
+	partial = false
+	got := read()
+	assert.Equal(t, 1.0, got["activeusers.cluster.complete"])
+	assert.Equal(t, 40.0, got["activeusers.count 24h"])
+}

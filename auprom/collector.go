@@ -44,17 +44,43 @@ type config struct {
 	timeout                          time.Duration
 }
 
-// CountsFunc is a source of counts other than the tracker, such as
-// (*auredis.Cluster).CountsOrLocal: it returns the counts, whether they are
-// the whole cluster's (false: it fell back to this instance's own), and the
-// error that made it fall back.
-type CountsFunc func(ctx context.Context, windows ...time.Duration) (counts []int, cluster bool, err error)
+// ClusterCounts is what a cluster-wide source reports: the counts, one per
+// window; whether they are the whole cluster's (false: it fell back to this
+// instance's own); how many instances the cluster knows and how many of those
+// have their latest push whole in the figure; and this instance's clock
+// offset from the cluster's reference. Its fields are those of
+// auredis.Result, so auprom.ClusterCounts(r) converts one.
+type ClusterCounts struct {
+	Counts      []int
+	Cluster     bool
+	Instances   int
+	Complete    int
+	ClockOffset time.Duration
+}
+
+// CountsFunc is a source of counts other than the tracker. With auredis:
+//
+//	func(ctx context.Context, ws ...time.Duration) (auprom.ClusterCounts, error) {
+//		r, err := cluster.CountsOrLocal(ctx, ws...)
+//		return auprom.ClusterCounts(r), err
+//	}
+type CountsFunc func(ctx context.Context, windows ...time.Duration) (ClusterCounts, error)
 
 // WithCluster makes the collector report counts from fn, given timeout per
-// scrape, instead of the tracker's own, and adds a gauge
-// <name>_cluster_reachable: 1 while the counts are the cluster's, 0 while fn
-// falls back to the local ones — so a dashboard can tell a cluster-wide figure
-// from a single instance's. Default: the tracker's own counts, no extra gauge.
+// scrape, instead of the tracker's own, and adds four gauges so that a
+// dashboard never shows a partial or local figure as the cluster's:
+//
+//   - <name>_cluster_reachable: 1 while the counts are the cluster's, 0 while
+//     fn falls back to the local ones;
+//   - <name>_cluster_complete: 1 while they are the cluster's and every
+//     instance it knows has its latest push in them;
+//   - <name>_cluster_instances{state="known"|"complete"}: how many instances
+//     the cluster knows, and how many of those are in the figure whole;
+//   - <name>_cluster_clock_offset_seconds: the cluster's reference clock
+//     minus this instance's.
+//
+// Alert on min(<name>_cluster_complete) == 0 for longer than a few push
+// intervals. Default: the tracker's own counts, no extra gauges.
 func WithCluster(fn CountsFunc, timeout time.Duration) Option {
 	return func(c *config) { c.cluster, c.timeout = fn, timeout }
 }
@@ -87,13 +113,14 @@ func WithConstLabels(l prometheus.Labels) Option { return func(c *config) { c.co
 // 2-core machine of the README) and never holds up the tracker's Seen for
 // longer than one segment's part of it.
 type Collector struct {
-	t         *activeusers.Tracker
-	desc      *prometheus.Desc
-	windows   []time.Duration
-	labels    []string
-	cluster   CountsFunc
-	timeout   time.Duration
-	reachable *prometheus.Desc // with WithCluster
+	t       *activeusers.Tracker
+	desc    *prometheus.Desc
+	windows []time.Duration
+	labels  []string
+	cluster CountsFunc
+	timeout time.Duration
+	// With WithCluster:
+	reachable, complete, instances, offset *prometheus.Desc
 }
 
 // NewCollector returns a Collector of t's counts. It returns an error for a
@@ -140,6 +167,12 @@ func NewCollector(t *activeusers.Tracker, opts ...Option) (*Collector, error) {
 		}
 		col.reachable = prometheus.NewDesc(fq+"_cluster_reachable",
 			"1 if "+fq+" reports the whole cluster's counts, 0 if it fell back to this instance's own.", nil, c.constLabels)
+		col.complete = prometheus.NewDesc(fq+"_cluster_complete",
+			"1 if "+fq+" is the whole cluster's with every known instance's latest push in it, else 0.", nil, c.constLabels)
+		col.instances = prometheus.NewDesc(fq+"_cluster_instances",
+			"Instances the cluster knows (state=known) and those whose latest push is whole in "+fq+" (state=complete).", []string{"state"}, c.constLabels)
+		col.offset = prometheus.NewDesc(fq+"_cluster_clock_offset_seconds",
+			"The cluster's reference clock (the Redis server's) minus this instance's.", nil, c.constLabels)
 	}
 	for _, w := range c.windows {
 		col.labels = append(col.labels, activeusers.WindowLabel(w))
@@ -165,8 +198,11 @@ func MustNewCollector(t *activeusers.Tracker, opts ...Option) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.desc
-	if c.reachable != nil {
+	if c.cluster != nil {
 		ch <- c.reachable
+		ch <- c.complete
+		ch <- c.instances
+		ch <- c.offset
 	}
 }
 
@@ -177,15 +213,27 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counts = c.t.Counts(c.windows...)
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		var cluster bool
-		counts, cluster, _ = c.cluster(ctx, c.windows...)
+		r, _ := c.cluster(ctx, c.windows...)
 		cancel()
-		if len(counts) != len(c.windows) { // a broken source: say so, report local
-			counts, cluster = c.t.Counts(c.windows...), false
+		if len(r.Counts) != len(c.windows) { // a broken source: say so, report local
+			r = ClusterCounts{Counts: c.t.Counts(c.windows...)}
 		}
-		ch <- prometheus.MustNewConstMetric(c.reachable, prometheus.GaugeValue, map[bool]float64{true: 1}[cluster])
+		counts = r.Counts
+		whole := r.Cluster && r.Complete == r.Instances
+		ch <- prometheus.MustNewConstMetric(c.reachable, prometheus.GaugeValue, b2f(r.Cluster))
+		ch <- prometheus.MustNewConstMetric(c.complete, prometheus.GaugeValue, b2f(whole))
+		ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(r.Instances), "known")
+		ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(r.Complete), "complete")
+		ch <- prometheus.MustNewConstMetric(c.offset, prometheus.GaugeValue, r.ClockOffset.Seconds())
 	}
 	for i, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), c.labels[i])
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -99,33 +99,60 @@ func TestCollectorCluster(t *testing.T) {
 	now := t0
 	tr := tracker(&now)
 	tr.Seen("local")
-	up := true
-	fn := func(ctx context.Context, ws ...time.Duration) ([]int, bool, error) {
+	state := "complete"
+	fn := func(ctx context.Context, ws ...time.Duration) (ClusterCounts, error) {
 		if _, ok := ctx.Deadline(); !ok {
-			return nil, false, errors.New("no deadline")
+			return ClusterCounts{}, errors.New("no deadline")
 		}
-		if !up {
-			return tr.Counts(ws...), false, errors.New("redis: connection refused")
+		switch state {
+		case "down":
+			return ClusterCounts{Counts: tr.Counts(ws...), Instances: 1, Complete: 1}, errors.New("redis: connection refused")
+		case "partial":
+			return ClusterCounts{Counts: []int{30, 50}, Cluster: true, Instances: 3, Complete: 2, ClockOffset: -1500 * time.Millisecond}, nil
 		}
-		return []int{40, 70}, true, nil
+		return ClusterCounts{Counts: []int{40, 70}, Cluster: true, Instances: 3, Complete: 3, ClockOffset: 2 * time.Second}, nil
 	}
 	c, err := NewCollector(tr, WithCluster(fn, time.Second))
 	require.NoError(t, err)
 	head := `
 # HELP active_users Distinct accounts active within the window (last activity at most that long ago).
 # TYPE active_users gauge
+# HELP active_users_cluster_clock_offset_seconds The cluster's reference clock (the Redis server's) minus this instance's.
+# TYPE active_users_cluster_clock_offset_seconds gauge
+# HELP active_users_cluster_complete 1 if active_users is the whole cluster's with every known instance's latest push in it, else 0.
+# TYPE active_users_cluster_complete gauge
+# HELP active_users_cluster_instances Instances the cluster knows (state=known) and those whose latest push is whole in active_users (state=complete).
+# TYPE active_users_cluster_instances gauge
 # HELP active_users_cluster_reachable 1 if active_users reports the whole cluster's counts, 0 if it fell back to this instance's own.
 # TYPE active_users_cluster_reachable gauge
 `
 	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(head+`
 active_users{window="24h"} 40
 active_users{window="7d"} 70
+active_users_cluster_clock_offset_seconds 2
+active_users_cluster_complete 1
+active_users_cluster_instances{state="complete"} 3
+active_users_cluster_instances{state="known"} 3
 active_users_cluster_reachable 1
 `)))
-	up = false
+	state = "partial"
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(head+`
+active_users{window="24h"} 30
+active_users{window="7d"} 50
+active_users_cluster_clock_offset_seconds -1.5
+active_users_cluster_complete 0
+active_users_cluster_instances{state="complete"} 2
+active_users_cluster_instances{state="known"} 3
+active_users_cluster_reachable 1
+`)), "a partial figure says so")
+	state = "down"
 	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(head+`
 active_users{window="24h"} 1
 active_users{window="7d"} 1
+active_users_cluster_clock_offset_seconds 0
+active_users_cluster_complete 0
+active_users_cluster_instances{state="complete"} 1
+active_users_cluster_instances{state="known"} 1
 active_users_cluster_reachable 0
 `)), "falls back to the local counts, and says so")
 
