@@ -105,6 +105,34 @@ func TestEndToEndPrometheus(t *testing.T) {
 	const n = 137
 	driveAccounts(t, addr, accounts(n))
 
+	query, promLog := startPrometheus(t, prom, addr)
+	deadline := time.Now().Add(60 * time.Second)
+	var last float64
+	for {
+		v, ok := query(`active_users{window="24h"}`)
+		if ok && v == n {
+			break
+		}
+		last = v
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus never saw %d accounts (last %v); its log:\n%s", n, last, promLog())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	// Every scrape so far succeeded, and the 7d window agrees.
+	v, ok := query(`min_over_time(up{job="gateway"}[1m])`)
+	assert.True(t, ok)
+	assert.Equal(t, 1.0, v, "no failed scrape")
+	v, ok = query(`active_users{window="7d"}`)
+	assert.True(t, ok)
+	assert.Equal(t, float64(n), v)
+}
+
+// startPrometheus runs a real Prometheus scraping targets every second, and
+// returns a function that runs an instant query whose answer is one sample,
+// and one that returns Prometheus's log.
+func startPrometheus(t *testing.T, prom string, targets ...string) (query func(string) (float64, bool), log func() string) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
@@ -114,19 +142,18 @@ scrape_configs:
   - job_name: gateway
     static_configs:
       - targets: ['%s']
-`, addr)), 0o644))
+`, strings.Join(targets, "', '"))), 0o644))
 	promAddr := freePort(t)
-	var log bytes.Buffer
+	var buf syncBuffer
 	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.Stdout, cmd.Stderr = &buf, &buf
 	require.NoError(t, cmd.Start())
-	defer func() {
+	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
-	}()
-
-	query := func(q string) (float64, bool) {
+	})
+	query = func(q string) (float64, bool) {
 		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
 		if err != nil {
 			return 0, false
@@ -146,26 +173,49 @@ scrape_configs:
 		v, err := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
 		return v, err == nil
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	var last float64
-	for {
-		v, ok := query(`active_users{window="24h"}`)
-		if ok && v == n {
-			break
-		}
-		last = v
-		if time.Now().After(deadline) {
-			t.Fatalf("Prometheus never saw %d accounts (last %v); its log:\n%s", n, last, log.String())
-		}
-		time.Sleep(250 * time.Millisecond)
+	return query, buf.String
+}
+
+// TestClusterEndToEndPrometheus: two gateways on one real Redis, overlapping
+// accounts driven through each, a real Prometheus scraping both. Each reports
+// the cluster's union, and says it is complete and that it knows both.
+func TestClusterEndToEndPrometheus(t *testing.T) {
+	prom := need(t, "prometheus")
+	redisServer := need(t, "redis-server")
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "redis.sock")
+	rs := exec.Command(redisServer, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700", "--dir", dir, "--save", "", "--appendonly", "no", "--loglevel", "warning")
+	require.NoError(t, rs.Start())
+	t.Cleanup(func() {
+		rs.Process.Signal(syscall.SIGTERM)
+		rs.Wait()
+	})
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+
+	flags := []string{"-redis", "unix://" + sock, "-push-every", "200ms"}
+	a, b := startGateway(t, flags...), startGateway(t, flags...)
+	all := accounts(150)
+	driveAccounts(t, a, all[:200]) // accounts 0–99
+	driveAccounts(t, b, all[100:]) // accounts 50–149
+	query, promLog := startPrometheus(t, prom, a, b)
+	want := map[string]float64{
+		`min(active_users{window="24h"})`:                    150,
+		`max(active_users{window="24h"})`:                    150,
+		`min(active_users_cluster_complete)`:                 1,
+		`min(active_users_cluster_instances{state="known"})`: 2,
+		`count(active_users_cluster_reachable == 1)`:         2,
 	}
-	// Every scrape so far succeeded, and the 7d window agrees.
-	v, ok := query(`min_over_time(up{job="gateway"}[1m])`)
+	require.Eventually(t, func() bool {
+		for q, v := range want {
+			if got, ok := query(q); !ok || got != v {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 250*time.Millisecond, "Prometheus sees the cluster's union from both gateways, complete; its log:\n%s", promLog())
+	off, ok := query(`max(abs(active_users_cluster_clock_offset_seconds))`)
 	assert.True(t, ok)
-	assert.Equal(t, 1.0, v, "no failed scrape")
-	v, ok = query(`active_users{window="7d"}`)
-	assert.True(t, ok)
-	assert.Equal(t, float64(n), v)
+	assert.LessOrEqual(t, off, 1.0, "one machine, one clock: offsets within the second of resolution")
 }
 
 // TestExpositionParses: what /metrics serves passes promtool's checks.
@@ -281,6 +331,9 @@ func TestFlagsRejected(t *testing.T) {
 		{[]string{"-progress", "0s"}, "-progress 0s: must be positive"},
 		{[]string{"-duration", "-1s"}, "-duration -1s: must be 0"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-redis", "localhost:6379"}, `-redis "localhost:6379": redis: invalid URL scheme`},
+		{[]string{"-redis", "redis://a", "-redis-cluster", "b,c"}, "give one or the other"},
+		{[]string{"-push-every", "0s"}, "-push-every 0s: must be positive"},
 		{[]string{"-nope"}, "flag provided but not defined: -nope"},
 	} {
 		var stderr bytes.Buffer
@@ -299,6 +352,8 @@ func TestBinaryRefusesBadStarts(t *testing.T) {
 	bin := filepath.Join(dir, "gateway")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	require.NoError(t, err, "%s", out)
+	short := filepath.Join(dir, "short-secret")
+	require.NoError(t, os.WriteFile(short, []byte("short\n"), 0o600))
 	for _, c := range []struct {
 		args []string
 		code int
@@ -308,6 +363,8 @@ func TestBinaryRefusesBadStarts(t *testing.T) {
 		{[]string{"-users", "0"}, 2, "gateway: -users 0"},
 		{[]string{"-save-every", "0s"}, 2, "gateway: -save-every 0s"},
 		{[]string{"-addr", "127.0.0.1:0", "-snapshot", filepath.Join(dir, "missing", "a.snap")}, 1, "cannot save"},
+		{[]string{"-addr", "127.0.0.1:0", "-secret-file", filepath.Join(dir, "missing")}, 1, "-secret-file: open"},
+		{[]string{"-addr", "127.0.0.1:0", "-secret-file", short}, 1, "5 bytes, need at least 16"},
 	} {
 		cmd := exec.Command(bin, c.args...)
 		var stderr, stdout bytes.Buffer

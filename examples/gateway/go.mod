@@ -5,10 +5,15 @@ go 1.26.0
 require (
 	github.com/activeusers/activeusers v0.1.0
 	github.com/activeusers/activeusers/auprom v0.1.0
+	github.com/activeusers/activeusers/auredis v0.1.0
+	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stretchr/testify v1.12.1
 )
 
-require go.yaml.in/yaml/v3 v3.0.5 // indirect
+require (
+	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

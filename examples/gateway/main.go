@@ -8,16 +8,22 @@
 // would verify a token; here the token is the account id). Unauthenticated
 // requests get 401 and are not counted. With -snapshot the counts survive
 // restarts: the file is loaded at start, saved every -save-every and on
-// SIGINT/SIGTERM.
+// SIGINT/SIGTERM. With -redis (or -redis-cluster) several gateways report the
+// cluster's counts, with gauges saying whether the figure is complete:
+//
+//	go run ./examples/gateway -redis redis://127.0.0.1:6379 -addr :8080
+//	go run ./examples/gateway -redis redis://127.0.0.1:6379 -addr :8081
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -32,9 +38,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/activeusers/activeusers"
 	"github.com/activeusers/activeusers/auprom"
+	"github.com/activeusers/activeusers/auredis"
 )
 
 type config struct {
@@ -45,6 +53,10 @@ type config struct {
 	progress  time.Duration
 	snapshot  string
 	saveEvery time.Duration
+	redis     string
+	cluster   string
+	pushEvery time.Duration
+	secret    string
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -58,6 +70,10 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.progress, "progress", 2*time.Second, "how often to print progress")
 	fs.StringVar(&c.snapshot, "snapshot", "", "snapshot file: loaded at start, saved periodically and on SIGINT/SIGTERM")
 	fs.DurationVar(&c.saveEvery, "save-every", time.Minute, "how often to save the snapshot")
+	fs.StringVar(&c.redis, "redis", "", "Redis URL (redis://host:port/db, unix:///path/redis.sock) for cluster-wide counts")
+	fs.StringVar(&c.cluster, "redis-cluster", "", "comma-separated addresses of a Redis Cluster's nodes, for cluster-wide counts")
+	fs.DurationVar(&c.pushEvery, "push-every", 10*time.Second, "with -redis or -redis-cluster: how often to push to Redis")
+	fs.StringVar(&c.secret, "secret-file", "", "file holding the secret (16+ bytes) under which account hashes leave the process (WithSecret)")
 	if err := fs.Parse(args); err != nil {
 		return c, err // the flag package has printed the reason and the usage
 	}
@@ -79,6 +95,17 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.saveEvery <= 0 {
 		bad = append(bad, fmt.Sprintf("-save-every %v: must be positive", c.saveEvery))
+	}
+	if c.redis != "" && c.cluster != "" {
+		bad = append(bad, "-redis and -redis-cluster: give one or the other")
+	}
+	if c.redis != "" {
+		if _, err := redis.ParseURL(c.redis); err != nil {
+			bad = append(bad, fmt.Sprintf("-redis %q: %v", c.redis, err))
+		}
+	}
+	if c.pushEvery <= 0 {
+		bad = append(bad, fmt.Sprintf("-push-every %v: must be positive", c.pushEvery))
 	}
 	if len(bad) > 0 {
 		err := errors.New(strings.Join(bad, "; "))
@@ -114,10 +141,18 @@ func bearer(r *http.Request) string {
 	return token
 }
 
-// newHandler is the gateway: the API behind the middleware, and /metrics.
-func newHandler(t *activeusers.Tracker, served *atomic.Int64) (http.Handler, error) {
+// newHandler is the gateway: the API behind the middleware, and /metrics
+// (the cluster's counts if cluster is not nil).
+func newHandler(t *activeusers.Tracker, cluster *auredis.Cluster, served *atomic.Int64) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	col, err := auprom.NewCollector(t, auprom.WithWindows(5*time.Minute, time.Hour, 24*time.Hour, 7*24*time.Hour))
+	opts := []auprom.Option{auprom.WithWindows(5*time.Minute, time.Hour, 24*time.Hour, 7*24*time.Hour)}
+	if cluster != nil {
+		opts = append(opts, auprom.WithCluster(func(ctx context.Context, ws ...time.Duration) (auprom.ClusterCounts, error) {
+			r, err := cluster.CountsOrLocal(ctx, ws...)
+			return auprom.ClusterCounts(r), err
+		}, 2*time.Second))
+	}
+	col, err := auprom.NewCollector(t, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -142,9 +177,42 @@ func newHandler(t *activeusers.Tracker, served *atomic.Int64) (http.Handler, err
 
 // run serves until ctx is done (or -duration passes). If ready is not nil, it
 // receives the address being served once the listener is up.
-func run(ctx context.Context, c config, out io.Writer, ready chan<- string) error {
-	t := activeusers.New()
+func run(ctx context.Context, c config, out io.Writer, ready chan<- string) (err error) {
+	var topts []activeusers.Option
+	if c.secret != "" {
+		secret, err := os.ReadFile(c.secret)
+		if err != nil {
+			return fmt.Errorf("-secret-file: %w", err)
+		}
+		secret = bytes.TrimSpace(secret)
+		if len(secret) < activeusers.MinSecretLen {
+			return fmt.Errorf("-secret-file %s: %d bytes, need at least %d", c.secret, len(secret), activeusers.MinSecretLen)
+		}
+		topts = append(topts, activeusers.WithSecret(secret))
+	}
+	t := activeusers.New(topts...)
 	defer t.Close()
+	var cluster *auredis.Cluster
+	if c.redis != "" || c.cluster != "" {
+		logger := slog.New(slog.NewTextHandler(out, nil))
+		redis.SetLogger(auredis.GoRedisLogger(logger))
+		var rdb redis.UniversalClient
+		if c.redis != "" {
+			o, _ := redis.ParseURL(c.redis) // checked by parse
+			rdb = redis.NewClient(o)
+		} else {
+			rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(c.cluster, ",")})
+		}
+		defer rdb.Close()
+		if cluster, err = auredis.New(t, rdb, auredis.WithInterval(c.pushEvery), auredis.WithLogger(logger)); err != nil {
+			return err
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err = errors.Join(err, cluster.Shutdown(ctx))
+		}()
+	}
 	var persist *activeusers.Persister
 	if c.snapshot != "" {
 		var err error
@@ -154,7 +222,7 @@ func run(ctx context.Context, c config, out io.Writer, ready chan<- string) erro
 		fmt.Fprintf(out, "loaded %s: %d accounts\n", c.snapshot, t.Len())
 	}
 	var served atomic.Int64
-	h, err := newHandler(t, &served)
+	h, err := newHandler(t, cluster, &served)
 	if err != nil {
 		return err
 	}
