@@ -96,3 +96,26 @@ func beBytes(h uint64) []byte {
 	}
 	return b
 }
+
+// TestPseudonymZeroRoundTrips: the one plain hash whose pseudonym is 0 (a
+// plain hash is never 0, a pseudonym may be) survives a snapshot.
+func TestPseudonymZeroRoundTrips(t *testing.T) {
+	now := t0
+	secret := WithSecret([]byte("sixteen byte key"))
+	a := New(fixed(&now), secret)
+	h := a.pn.decode(0, new([16]byte))
+	a.seen(h, now.Unix())
+	a.Seen("another")
+	var snap bytes.Buffer
+	_, err := a.WriteTo(&snap)
+	require.NoError(t, err)
+	b := New(fixed(&now), secret)
+	_, err = b.ReadFrom(&snap)
+	require.NoError(t, err)
+	assert.Equal(t, []int{2}, b.Counts(time.Hour))
+	got := map[uint64]bool{}
+	for _, e := range b.AppendEntries(nil, time.Time{}) {
+		got[e.Hash] = true
+	}
+	assert.True(t, got[0], "the pseudonym 0 came back")
+}

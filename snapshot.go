@@ -273,7 +273,8 @@ func decodeSnapshot(r io.Reader, sizeHint int64) (m snapMeta, es []entry, read i
 			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: gap overflows 64 bits", i)
 		}
 		gap := hi<<(8*low) | lo
-		if (gap == 0 && i > 0) || gap > math.MaxUint64-prev || prev+gap == 0 {
+		// A plain hash is never 0; a pseudonym (snapHashKeyed) may be, first.
+		if (gap == 0 && i > 0) || gap > math.MaxUint64-prev || (prev+gap == 0 && !m.keyed) {
 			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: hashes not strictly increasing", i)
 		}
 		prev += gap

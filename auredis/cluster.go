@@ -84,8 +84,12 @@ type Cluster struct {
 
 	mu     sync.Mutex // guards the fields below
 	stats  Stats
+	// firstErr is the first push error, for tests that report what failed.
+	firstErr error
 	offset time.Duration // Redis's clock minus the tracker's, to the second
 	synced bool          // offset measured
+	// offsetRTT is the round trip of the reading the offset came from.
+	offsetRTT time.Duration
 	// redisAt is the latest reading of Redis's clock, taken at readAt (a
 	// local time with its monotonic reading).
 	redisAt, readAt time.Time

@@ -3,6 +3,7 @@ package auredis
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -324,4 +325,94 @@ func TestJitter(t *testing.T) {
 		seen[d] = true
 	}
 	assert.Greater(t, len(seen), 990, "waits differ from one failure to the next")
+}
+
+// TestFailoverToALaggingReplica: a replica that missed the last pushes is
+// promoted after the primary dies (kill -9). The instances reach it through
+// the same address (a symlinked socket, re-pointed as a proxy or a DNS name
+// would be). Its figure is reported incomplete until the instances, finding
+// their marks old, push everything again.
+func TestFailoverToALaggingReplica(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not found")
+	}
+	dir := t.TempDir()
+	start := func(name string, port int, extra ...string) *exec.Cmd {
+		sock := filepath.Join(dir, name+".sock")
+		cmd := exec.Command(bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--unixsocket", sock,
+			"--unixsocketperm", "700", "--dir", t.TempDir(), "--save", "", "--appendonly", "no", "--loglevel", "warning"}, extra...)...)
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+		return cmd
+	}
+	pp := freePortPair()
+	primary := start("primary", pp)
+	start("replica", freePortPair(), "--replicaof", "127.0.0.1", strconv.Itoa(pp))
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Network: "unix", Addr: filepath.Join(dir, "replica.sock")})
+	defer rc.Close()
+	require.Eventually(t, func() bool {
+		info, _ := rc.Info(ctx, "replication").Result()
+		return strings.Contains(info, "master_link_status:up")
+	}, 10*time.Second, 10*time.Millisecond, "the replica syncs")
+
+	front := filepath.Join(dir, "front.sock")
+	point := func(to string) { // replace the symlink atomically
+		tmp := front + ".new"
+		os.Remove(tmp)
+		require.NoError(t, os.Symlink(filepath.Join(dir, to+".sock"), tmp))
+		require.NoError(t, os.Rename(tmp, front))
+	}
+	point("primary")
+	f := &fleet{t: t, now: newClock(), last: map[string]time.Time{}}
+	for range 2 {
+		tr := newTracker(f.now)
+		rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: front, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+		c, err := New(tr, rdb, WithInterval(time.Hour), WithInstanceTTL(time.Minute))
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close(); rdb.Close() })
+		f.trs, f.cs = append(f.trs, tr), append(f.cs, c)
+	}
+	f.see(0, "a-", 500)
+	f.see(1, "b-", 500)
+	f.pushAll()
+	pc := redis.NewClient(&redis.Options{Network: "unix", Addr: filepath.Join(dir, "primary.sock")})
+	defer pc.Close()
+	require.NoError(t, pc.Wait(ctx, 1, 5*time.Second).Err(), "the replica has the first pushes")
+
+	// The replica lags from here: it stops replicating (as one cut off by a
+	// partition would; a stopped process still drains what its socket had
+	// buffered, so it would lag by an unknown amount).
+	require.NoError(t, rc.SlaveOf(ctx, "NO", "ONE").Err())
+	f.see(0, "a2-", 300)
+	f.see(1, "b2-", 300)
+	f.pushAll()
+	require.True(t, f.counts(0).IsComplete())
+	require.NoError(t, primary.Process.Kill()) // kill -9, and fail over
+	primary.Wait()
+	point("replica")
+
+	for i := range f.cs {
+		var r Result
+		require.Eventually(t, func() bool { // the pool's connections to the dead primary fail first
+			var err error
+			r, err = f.cs[i].Counts(ctx, windows...)
+			return err == nil
+		}, 10*time.Second, 10*time.Millisecond)
+		assert.False(t, r.IsComplete(), "instance %d: the lagging replica's figure is not reported complete: %+v", i, r)
+		assert.Equal(t, 1000, r.Counts[3], "it holds only the first pushes")
+	}
+	require.Eventually(t, func() bool {
+		for _, c := range f.cs {
+			if c.Push(ctx) != nil {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond)
+	r := f.counts(1)
+	assert.True(t, r.IsComplete(), "%+v", r)
+	assert.Equal(t, 1600, r.Counts[3])
 }

@@ -18,9 +18,10 @@ import (
 // so no ZCOUNT of a window counts it and no trim removes it.
 const markPrefix = "\x00instance:"
 
-// batchesPerTrip bounds one round trip of a push: a million accounts go in 8
-// round trips of 128k members, not one 1M-member request buffered whole.
-const batchesPerTrip = 64
+// batchesPerTrip bounds one round trip of a push: a million accounts go in 32
+// round trips of 32k members, not one 1M-member request buffered whole, and
+// one round trip stays well within its timeout with many instances pushing.
+const batchesPerTrip = 16
 
 // pending is a push that has sent part of its entries (c.buf[:next]); the
 // next push carries on from there unless Redis lost what it had sent.
@@ -118,6 +119,9 @@ func (c *Cluster) Push(ctx context.Context) error {
 	c.stats.LastErr = err
 	if err != nil {
 		c.stats.Failures++
+		if c.firstErr == nil {
+			c.firstErr = err
+		}
 		return err
 	}
 	c.stats.Pushes++
@@ -311,20 +315,24 @@ func parseTime(cmd *redis.Cmd) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("unexpected reply to TIME: %v", v)
 }
 
-// measured takes a reading of Redis's clock (redisNow, read about halfway
-// through the round trip that began at sentAt, when the tracker's clock said
-// local) and returns the offset to use, to the second. The tracker's clock
-// reads whole seconds, half a second behind on average; the offset moves only
-// when the reading differs from it by more than a second, so that a steady
-// clock is not shifted back and forth at a second's boundary.
+// measured takes a reading of Redis's clock (redisNow, read at some point of
+// the round trip that began at sentAt, when the tracker's clock said local)
+// and returns the offset to use, to the second. The reading's uncertainty is
+// half the round trip either way (more under load, when the command waits in
+// Redis's queue), plus the tracker clock's whole seconds. So the offset moves
+// only when a reading differs from it by more than a second plus that
+// uncertainty — a clock that stepped — or when a reading more precise than
+// the one it came from disagrees with it; a steady clock is not shifted back
+// and forth at a second's boundary, nor by one slow round trip.
 func (c *Cluster) measured(local time.Time, sentAt time.Time, redisNow time.Time) time.Duration {
 	rtt := time.Since(sentAt)
 	d := redisNow.Sub(local.Add(500*time.Millisecond + rtt/2)).Round(time.Second)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.redisAt, c.readAt = redisNow, sentAt.Add(rtt/2)
-	if diff := d - c.offset; !c.synced || diff > time.Second || diff < -time.Second {
-		c.offset, c.synced = d, true
+	diff := d - c.offset
+	if !c.synced || diff.Abs() > time.Second+rtt/2 || (diff != 0 && rtt < c.offsetRTT) {
+		c.offset, c.offsetRTT, c.synced = d, rtt, true
 	}
 	return c.offset
 }
