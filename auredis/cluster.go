@@ -88,8 +88,8 @@ type Cluster struct {
 	firstErr error
 	offset   time.Duration // Redis's clock minus the tracker's, to the second
 	synced   bool          // offset measured
-	// offsetRTT is the round trip of the reading the offset came from.
-	offsetRTT time.Duration
+	// offsetExact: the offset came from a reading within one tracker second.
+	offsetExact bool
 	// redisAt is the latest reading of Redis's clock, taken at readAt (a
 	// local time with its monotonic reading).
 	redisAt, readAt time.Time

@@ -435,6 +435,7 @@ func TestDeadlinesWhenRedisHangs(t *testing.T) {
 	require.NoError(t, c.Close(), "Close after Shutdown does nothing")
 
 	resume()
+	<-c.done           // the loop ends, its last push cancelled by Shutdown
 	c.abandoned.Wait() // the given-up calls end once the server answers
 }
 

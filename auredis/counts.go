@@ -77,7 +77,7 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 		if err != nil {
 			return Result{}, err
 		}
-		offset = c.measured(local, sentAt, redisNow)
+		offset = c.measured(local, c.t.Now(), sentAt, redisNow)
 	}
 	ret := c.t.Retention()
 	ref := at.Add(offset).Unix()

@@ -172,7 +172,7 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 	if got := setupCmd.Val(); got != c.setup {
 		return false, false, fmt.Errorf("the cluster registered in %s has %q, this instance %q: every instance needs the same WithKeys and secret", c.registry, got, c.setup)
 	}
-	offset := c.measured(local, sentAt, redisNow)
+	offset := c.measured(local, c.t.Now(), sentAt, redisNow)
 	now := func() int64 { return redisNow.Add(time.Since(sentAt)).UnixMilli() }
 	departed := c.learn(reg.Val(), redisNow.UnixMilli())
 
@@ -315,24 +315,38 @@ func parseTime(cmd *redis.Cmd) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("unexpected reply to TIME: %v", v)
 }
 
-// measured takes a reading of Redis's clock (redisNow, read at some point of
-// the round trip that began at sentAt, when the tracker's clock said local)
-// and returns the offset to use, to the second. The reading's uncertainty is
-// half the round trip either way (more under load, when the command waits in
-// Redis's queue), plus the tracker clock's whole seconds. So the offset moves
-// only when a reading differs from it by more than a second plus that
-// uncertainty — a clock that stepped — or when a reading more precise than
-// the one it came from disagrees with it; a steady clock is not shifted back
-// and forth at a second's boundary, nor by one slow round trip.
-func (c *Cluster) measured(local time.Time, sentAt time.Time, redisNow time.Time) time.Duration {
+// measured takes a reading of Redis's clock, redisNow, made during the round
+// trip that began at sentAt, and returns the offset to use: whole seconds to
+// add to the tracker's seconds to get Redis's. The tracker's clock read
+// localSend when the trip began and localRecv when it ended. If they are the
+// same second L, the reading was taken while the tracker showed L, so the
+// Redis second that corresponds to L is floor(redisNow − L): exact when the
+// clocks tick together, as on one machine. A trip that crossed a tracker
+// second is ambiguous by one. The offset moves by more than a second — a
+// clock that stepped — on an unambiguous reading, and by more than two on an
+// ambiguous one (to be made exact by the next unambiguous one); by no less,
+// since clocks whose ticks are a fraction of a second apart would otherwise
+// flip between two neighbouring offsets. An offset that came from an
+// ambiguous reading is replaced by the first unambiguous one.
+func (c *Cluster) measured(localSend, localRecv, sentAt, redisNow time.Time) time.Duration {
 	rtt := time.Since(sentAt)
-	d := redisNow.Sub(local.Add(500*time.Millisecond + rtt/2)).Round(time.Second)
+	d := redisNow.Sub(localSend)
+	k := d.Truncate(time.Second)
+	if k > d {
+		k -= time.Second // floor, for negative offsets too
+	}
+	exact := localRecv.Equal(localSend)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.redisAt, c.readAt = redisNow, sentAt.Add(rtt/2)
-	diff := d - c.offset
-	if !c.synced || diff.Abs() > time.Second+rtt/2 || (diff != 0 && rtt < c.offsetRTT) {
-		c.offset, c.offsetRTT, c.synced = d, rtt, true
+	diff := (k - c.offset).Abs()
+	switch {
+	case !c.synced:
+		c.offset, c.offsetExact, c.synced = k, exact, true
+	case exact && (!c.offsetExact && diff != 0 || diff > time.Second):
+		c.offset, c.offsetExact = k, true
+	case !exact && diff > 2*time.Second: // a step, whatever the ambiguity
+		c.offset, c.offsetExact = k, false
 	}
 	return c.offset
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -174,6 +175,7 @@ func TestRedisClusterSpreadsTheKeys(t *testing.T) {
 
 	total := int64(0)
 	var shares []string
+	var mu sync.Mutex // ForEachMaster calls in parallel
 	err := rdb.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		var accounts, bytes int64
 		for _, k := range cs[0].keys {
@@ -195,6 +197,8 @@ func TestRedisClusterSpreadsTheKeys(t *testing.T) {
 				zadds, _ = strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
 			}
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		assert.Positive(t, accounts, "master %s holds a share of the accounts", node.Options().Addr)
 		assert.Positive(t, zadds, "master %s did a share of the ZADDs", node.Options().Addr)
 		total += accounts
