@@ -140,3 +140,15 @@ func ExampleTracker_WriteTo() {
 	fmt.Println(b.Counts(time.Hour))
 	// Output: [3]
 }
+
+// A gateway whose accounts are numbers counts them with SeenID, without
+// formatting a string per request.
+func ExampleTracker_SeenID() {
+	t := activeusers.New()
+	defer t.Close()
+	for _, id := range []uint64{1001, 1002, 1001} {
+		t.SeenID(id)
+	}
+	fmt.Println(t.Counts(time.Hour))
+	// Output: [2]
+}

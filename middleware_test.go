@@ -59,7 +59,11 @@ func BenchmarkMiddleware(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		h    http.Handler
-	}{{"handler=bare", next}, {"handler=middleware", Middleware(tr, headerID)(next)}} {
+	}{
+		{"handler=bare", next},
+		{"handler=middleware", Middleware(tr, headerID)(next)},
+		{"handler=middleware-served", Middleware(tr, headerID, CountServed(400))(next)},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(16)
@@ -78,4 +82,67 @@ func BenchmarkMiddleware(b *testing.B) {
 			})
 		})
 	}
+}
+
+// TestCountServedCountsOnlyServedRequests: with CountServed(400), a request
+// refused or failed does not make its account active; every status path a
+// handler can take is seen.
+func TestCountServedCountsOnlyServedRequests(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		handler http.HandlerFunc
+		counted bool
+	}{
+		{"writes nothing (200)", func(http.ResponseWriter, *http.Request) {}, true},
+		{"writes a body (200)", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }, true},
+		{"201", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusCreated) }, true},
+		{"304", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotModified) }, true},
+		{"103 then 200", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusEarlyHints); w.WriteHeader(http.StatusOK) }, true},
+		{"103 then 403", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusEarlyHints); w.WriteHeader(http.StatusForbidden) }, false},
+		{"401", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "no", http.StatusUnauthorized) }, false},
+		{"403", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) }, false},
+		{"429", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTooManyRequests) }, false},
+		{"500", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) }, false},
+		{"200 then a second WriteHeader", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200); w.WriteHeader(500) }, true},
+		{"flushes (200)", func(w http.ResponseWriter, _ *http.Request) { w.(http.Flusher).Flush() }, true},
+		{"panics", func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }, false},
+		{"ResponseController reaches the recorder", func(w http.ResponseWriter, _ *http.Request) {
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				w.WriteHeader(http.StatusInternalServerError)
+			}
+		}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			now := t0
+			tr := New(fixed(&now))
+			h := Middleware(tr, headerID, CountServed(400))(c.handler)
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("X-Account", "alice")
+			func() {
+				defer func() { recover() }() // as net/http does
+				h.ServeHTTP(httptest.NewRecorder(), r)
+			}()
+			want := 0
+			if c.counted {
+				want = 1
+			}
+			assert.Equal(t, []int{want}, tr.Counts(time.Hour))
+		})
+	}
+	assert.PanicsWithValue(t, "activeusers.Middleware: CountServed(40): the bound must be an HTTP status, 100 to 999",
+		func() { Middleware(New(), headerID, CountServed(40)) })
+}
+
+func TestCountServedAllocs(t *testing.T) {
+	tr := New()
+	defer tr.Close()
+	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	h := Middleware(tr, headerID, CountServed(400))(next)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("X-Account", "alice")
+	var w http.ResponseWriter = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	bare := testing.AllocsPerRun(1000, func() { next.ServeHTTP(w, r) })
+	wrapped := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, r) })
+	assert.Equal(t, bare, wrapped, "CountServed adds no allocation")
 }

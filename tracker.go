@@ -34,6 +34,7 @@
 package activeusers
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -179,6 +180,17 @@ func (t *Tracker) SeenBytes(uid []byte) {
 		return
 	}
 	t.seen(xxhash.Sum64(uid), t.nowSec())
+}
+
+// SeenID is Seen for a numeric account id, with no string to build: it
+// hashes the id's 8 bytes, big-endian, so it counts the same account as
+// SeenBytes of those bytes — not as Seen of the id's decimal string. Use one
+// form for an account everywhere it is counted (every instance of a
+// cluster, every snapshot merged). It does not allocate.
+func (t *Tracker) SeenID(id uint64) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], id)
+	t.seen(xxhash.Sum64(b[:]), t.nowSec())
 }
 
 // SeenAt records that uid was active at time at, for log replay, late

@@ -486,10 +486,11 @@ func TestSeenAllocs(t *testing.T) {
 		allocs := testing.AllocsPerRun(1000, func() {
 			tr.Seen(uids[i%len(uids)])
 			tr.SeenBytes(b)
+			tr.SeenID(uint64(i % 1000))
 			tr.SeenAt(uids[i%len(uids)], now)
 			i++
 		})
-		assert.Zero(t, allocs, "Seen, SeenBytes and SeenAt of returning users")
+		assert.Zero(t, allocs, "Seen, SeenBytes, SeenID and SeenAt of returning users")
 		allocs = testing.AllocsPerRun(100, func() {
 			tr.Seen(uids[i%len(uids)]) // mostly returning, the odd insert or resize aside
 			i++
@@ -519,4 +520,14 @@ func TestSegmentsStayBounded(t *testing.T) {
 	t.Logf("%d segments, largest table %d slots, load %.3f, %.1f bytes an account", st.Segments, biggest, load, float64(st.Bytes)/n)
 	assert.GreaterOrEqual(t, load, 0.5)
 	assert.LessOrEqual(t, load, 0.8)
+}
+
+func TestSeenIDIsSeenBytesOfTheBigEndianID(t *testing.T) {
+	now := t0
+	tr := New(fixed(&now))
+	tr.SeenID(42)
+	tr.SeenBytes([]byte{0, 0, 0, 0, 0, 0, 0, 42})
+	assert.Equal(t, []int{1}, tr.Counts(time.Hour), "the same account")
+	tr.Seen("42")
+	assert.Equal(t, []int{2}, tr.Counts(time.Hour), "not the decimal string's")
 }
