@@ -17,6 +17,16 @@
 // every pod reports the cluster's figure, so aggregate with max, not sum:
 //
 //	max without (instance, pod) (gateway_active_users{window="24h"})
+//
+// Daily, weekly and monthly active users: keep 30 days and export the three
+// windows (a window may not exceed the tracker's retention):
+//
+//	t := activeusers.New(activeusers.WithRetention(30 * 24 * time.Hour))
+//	col := auprom.MustNewCollector(t, auprom.WithWindows(24*time.Hour, 7*24*time.Hour, 30*24*time.Hour))
+//
+// which exposes window="24h", "7d" and "30d". Stickiness (DAU/MAU) in PromQL:
+//
+//	active_users{window="24h"} / ignoring(window) active_users{window="30d"}
 package auprom
 
 import (

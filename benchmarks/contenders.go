@@ -31,7 +31,7 @@ type Contender struct {
 // contenders lists every contender, activeusers with its defaults first.
 func contenders() []Contender {
 	return []Contender{
-		{"activeusers", func() Tracker { return activeusers.New() }},
+		{"activeusers", func() Tracker { return activeusers.New(activeusers.WithRetention(retention)) }},
 		{"mutexmap", func() Tracker { return NewMutexMap() }},
 		{"syncmap", func() Tracker { return &SyncMap{} }},
 		{"xsync", func() Tracker { return NewXsyncMap() }},
@@ -41,7 +41,9 @@ func contenders() []Contender {
 
 // withSegments is activeusers with n segments, named for it.
 func withSegments(n int) Contender {
-	return Contender{fmt.Sprintf("activeusers/segments=%d", n), func() Tracker { return activeusers.New(activeusers.WithSegments(n)) }}
+	return Contender{fmt.Sprintf("activeusers/segments=%d", n), func() Tracker {
+		return activeusers.New(activeusers.WithSegments(n), activeusers.WithRetention(retention))
+	}}
 }
 
 // MutexMap is the design activeusers replaces, the baseline: one mutex over a

@@ -28,6 +28,7 @@ import (
 )
 
 type options struct {
+	retention    time.Duration
 	quick        bool
 	parallel     []int
 	segmentSweep []int
@@ -70,9 +71,13 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&sweep, "segment-sweep", "", "comma-separated segment counts to measure Seen at (default 1,4,16,64,256; quick 4,64)")
 	fs.StringVar(&o.charts, "charts", "", "write SVG charts into this folder (default docs in a full run, none with -quick)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of the table")
+	fs.DurationVar(&o.retention, "retention", 7*24*time.Hour, "activeusers' retention, and the longest window every Counts asks for (720h for MAU)")
 	fs.StringVar(&o.benchOut, "bench-out", "", "also write every run's Seen and Counts figures to this file in Go benchmark format, for benchstat")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.retention < 24*time.Hour || o.retention > activeusers.MaxRetention || o.retention%time.Second != 0 {
+		return o, fmt.Errorf("-retention %v: must be whole seconds, from 24h to %v", o.retention, activeusers.MaxRetention)
 	}
 	o.seenUsers, o.scrapeEvery, o.perMilli = 1<<20, 100*time.Millisecond, 50
 	def := func(v *int, full, quick int) {
@@ -268,6 +273,8 @@ func main() {
 
 func run(o options, w io.Writer) error {
 	flag.Set("test.benchtime", o.benchtime.String())
+	setRetention(o.retention)
+	defer setRetention(7 * 24 * time.Hour)
 	var cs []Contender
 	for _, c := range contenders() {
 		if o.contenders == nil || o.contenders[c.Name] {

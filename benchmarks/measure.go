@@ -14,8 +14,19 @@ import (
 
 // Workloads shared by the program and by go test -bench (bench_test.go).
 
-// Windows every Counts in these workloads asks for.
-var windows = []time.Duration{5 * time.Minute, 24 * time.Hour, 7 * 24 * time.Hour}
+// Windows every Counts in these workloads asks for, the last the retention
+// activeusers is made with; -retention changes both (setRetention).
+var (
+	retention = 7 * 24 * time.Hour
+	windows   = []time.Duration{5 * time.Minute, 24 * time.Hour, retention}
+)
+
+// setRetention makes activeusers keep d and every Counts ask for 5m, 24h and
+// d (MAU: 720h).
+func setRetention(d time.Duration) {
+	retention = d
+	windows = []time.Duration{5 * time.Minute, 24 * time.Hour, d}
+}
 
 // uid is the id of account i: short, like a real account id.
 func uid(i int) string { return "acct-" + strconv.Itoa(i) }

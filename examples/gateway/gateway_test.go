@@ -334,6 +334,9 @@ func TestFlagsRejected(t *testing.T) {
 		{[]string{"-redis", "localhost:6379"}, `-redis "localhost:6379": redis: invalid URL scheme`},
 		{[]string{"-redis", "redis://a", "-redis-cluster", "b,c"}, "give one or the other"},
 		{[]string{"-push-every", "0s"}, "-push-every 0s: must be positive"},
+		{[]string{"-retention", "0d"}, `-retention "0d": not a whole number of days`},
+		{[]string{"-windows", "1d,soon"}, `-windows: "soon": time: invalid duration`},
+		{[]string{"-retention", "30d", "-windows", "1d,40d"}, "-windows 1d,40d with -retention 30d:"},
 		{[]string{"-nope"}, "flag provided but not defined: -nope"},
 	} {
 		var stderr bytes.Buffer
@@ -376,4 +379,20 @@ func TestBinaryRefusesBadStarts(t *testing.T) {
 		assert.Contains(t, stderr.String(), c.want, "%v", c.args)
 		assert.NotContains(t, stdout.String(), "serving", "%v", c.args)
 	}
+}
+
+// TestMonthlyActiveUsers: with -retention 30d -windows 1d,7d,30d the demo
+// exports DAU, WAU and MAU.
+func TestMonthlyActiveUsers(t *testing.T) {
+	addr := startGateway(t, "-retention", "30d", "-windows", "1d,7d,30d")
+	driveAccounts(t, addr, accounts(12))
+	resp, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, w := range []string{"24h", "7d", "30d"} { // labels as activeusers.WindowLabel writes them
+		assert.Contains(t, string(body), `active_users{window="`+w+`"} 12`)
+	}
+	assert.NotContains(t, string(body), `window="5m"`)
 }

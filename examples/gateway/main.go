@@ -57,6 +57,8 @@ type config struct {
 	cluster   string
 	pushEvery time.Duration
 	secret    string
+	retention time.Duration
+	windows   []time.Duration
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -74,10 +76,32 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.cluster, "redis-cluster", "", "comma-separated addresses of a Redis Cluster's nodes, for cluster-wide counts")
 	fs.DurationVar(&c.pushEvery, "push-every", 10*time.Second, "with -redis or -redis-cluster: how often to push to Redis")
 	fs.StringVar(&c.secret, "secret-file", "", "file holding the secret (16+ bytes) under which account hashes leave the process (WithSecret)")
+	retention := fs.String("retention", "7d", "how long an account is kept after its last request (30d for monthly active users)")
+	windows := fs.String("windows", "5m,1h,24h,7d", "comma-separated windows exported on /metrics, each at most the retention (1d,7d,30d for DAU/WAU/MAU)")
 	if err := fs.Parse(args); err != nil {
 		return c, err // the flag package has printed the reason and the usage
 	}
 	var bad []string
+	var err error
+	if c.retention, err = parseDays(*retention); err != nil {
+		bad = append(bad, fmt.Sprintf("-retention %q: %v", *retention, err))
+	} else if c.retention < time.Second || c.retention > activeusers.MaxRetention {
+		bad = append(bad, fmt.Sprintf("-retention %s: must be from 1s to %v", *retention, activeusers.MaxRetention))
+	}
+	for _, w := range strings.Split(*windows, ",") {
+		d, err := parseDays(strings.TrimSpace(w))
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("-windows: %q: %v", w, err))
+			continue
+		}
+		c.windows = append(c.windows, d)
+	}
+	if len(bad) == 0 {
+		probe := activeusers.New(activeusers.WithRetention(c.retention), activeusers.WithClock(time.Now))
+		if err := probe.CheckWindows(c.windows...); err != nil {
+			bad = append(bad, fmt.Sprintf("-windows %s with -retention %s: %v", *windows, *retention, err))
+		}
+	}
 	if fs.NArg() > 0 {
 		bad = append(bad, fmt.Sprintf("unexpected argument %q (all settings are flags)", fs.Arg(0)))
 	}
@@ -116,6 +140,18 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	return c, nil
 }
 
+// parseDays is time.ParseDuration that also takes whole days ("30d").
+func parseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 1 {
+			return 0, fmt.Errorf("not a whole number of days")
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
 func main() {
 	c, err := parse(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -143,9 +179,9 @@ func bearer(r *http.Request) string {
 
 // newHandler is the gateway: the API behind the middleware, and /metrics
 // (the cluster's counts if cluster is not nil).
-func newHandler(t *activeusers.Tracker, cluster *auredis.Cluster, served *atomic.Int64) (http.Handler, error) {
+func newHandler(t *activeusers.Tracker, windows []time.Duration, cluster *auredis.Cluster, served *atomic.Int64) (http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	opts := []auprom.Option{auprom.WithWindows(5*time.Minute, time.Hour, 24*time.Hour, 7*24*time.Hour)}
+	opts := []auprom.Option{auprom.WithWindows(windows...)}
 	if cluster != nil {
 		opts = append(opts, auprom.WithCluster(func(ctx context.Context, ws ...time.Duration) (auprom.ClusterCounts, error) {
 			r, err := cluster.CountsOrLocal(ctx, ws...)
@@ -190,7 +226,7 @@ func run(ctx context.Context, c config, out io.Writer, ready chan<- string) (err
 		}
 		topts = append(topts, activeusers.WithSecret(secret))
 	}
-	t := activeusers.New(topts...)
+	t := activeusers.New(append(topts, activeusers.WithRetention(c.retention))...)
 	defer t.Close()
 	var cluster *auredis.Cluster
 	if c.redis != "" || c.cluster != "" {
@@ -222,7 +258,7 @@ func run(ctx context.Context, c config, out io.Writer, ready chan<- string) (err
 		fmt.Fprintf(out, "loaded %s: %d accounts\n", c.snapshot, t.Len())
 	}
 	var served atomic.Int64
-	h, err := newHandler(t, cluster, &served)
+	h, err := newHandler(t, c.windows, cluster, &served)
 	if err != nil {
 		return err
 	}
