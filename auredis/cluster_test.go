@@ -128,7 +128,8 @@ func union(now time.Time, last map[string]time.Time) []int {
 }
 
 func TestClusterCountsAreTheUnion(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) }) // after the clusters close
+	before := goleak.IgnoreCurrent()                   // the goroutines of other tests, taken now
+	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // after the clusters close
 	s := startServer(t)
 	now := newClock()
 	last := map[string]time.Time{}
@@ -212,7 +213,8 @@ func TestTrimsPastRetention(t *testing.T) {
 }
 
 func TestRedisGoesAwayAndComesBack(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) }) // after the clusters close
+	before := goleak.IgnoreCurrent()                   // the goroutines of other tests, taken now
+	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // after the clusters close
 	s := startServer(t)
 	now := newClock()
 	last := map[string]time.Time{}
@@ -281,7 +283,8 @@ func TestRedisGoesAwayAndComesBack(t *testing.T) {
 // TestLateArrivalsReachRedisWithTheFullPush: SeenAt at an earlier time than the
 // previous push is not in the next incremental push, but is in the full one.
 func TestLateArrivalsReachRedisWithTheFullPush(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	before := goleak.IgnoreCurrent() // the goroutines of other tests, taken now
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	s := startServer(t)
 	now := newClock()
 	tr, c, _ := instance(t, s, now, WithFullPushEvery(time.Hour))
@@ -302,7 +305,8 @@ func TestLateArrivalsReachRedisWithTheFullPush(t *testing.T) {
 }
 
 func TestCloseMakesAFinalPush(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) }) // after the clusters close
+	before := goleak.IgnoreCurrent()                   // the goroutines of other tests, taken now
+	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // after the clusters close
 	s := startServer(t)
 	now := newClock()
 	tr, c, rdb := instance(t, s, now)
@@ -389,7 +393,8 @@ func BenchmarkPush1M(b *testing.B) {
 // deadline. Counts and Shutdown still return by their deadlines; the calls
 // they gave up on end once the server answers, leaving no goroutine behind.
 func TestDeadlinesWhenRedisHangs(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	before := goleak.IgnoreCurrent() // the goroutines of other tests, taken now
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	s := startServer(t)
 	now := newClock()
 	tr := newTracker(now)
@@ -450,7 +455,8 @@ func ctxWithTimeout(t *testing.T, d time.Duration) context.Context {
 // reach the logger given with WithLogger, and go-redis's own "failed to dial"
 // lines reach it through GoRedisLogger, not standard error.
 func TestLogsReachSlog(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	before := goleak.IgnoreCurrent() // the goroutines of other tests, taken now
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	var buf syncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, nil))
 	redis.SetLogger(GoRedisLogger(logger))

@@ -140,8 +140,13 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 	for id, p := range peers {
 		r.Instances++
 		whole := p.epoch > 0 && !p.behind && !c.overdue(p, nowMs)
+		// Each key must hold the push the registry names, or a later one: a
+		// push's last round trip marks the keys and the registry on several
+		// nodes at once, and a reader may see some marks moved on before the
+		// registry. Either way the key holds a whole push of the instance.
 		for j := range held {
-			whole = whole && held[j][id] == -float64(p.epoch)
+			mark, ok := held[j][id]
+			whole = whole && ok && mark <= -float64(p.epoch)
 		}
 		if whole {
 			r.Complete++

@@ -180,7 +180,9 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 	intact := make([]bool, len(c.keys))
 	var lost []string
 	for j, m := range marks {
-		intact[j] = c.epoch > 0 && m.Err() == nil && m.Val() == -float64(c.epoch)
+		// A mark newer than the last push completed is this instance's own,
+		// from a push whose last round trip failed after marking the keys.
+		intact[j] = c.epoch > 0 && m.Err() == nil && m.Val() <= -float64(c.epoch)
 		if !intact[j] && c.epoch > 0 {
 			lost = append(lost, c.keys[j])
 		}
@@ -248,7 +250,6 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 			last = i == len(c.buf)
 			me := peer{heartbeat: now(), epoch: c.epoch, interval: c.cfg.interval.Milliseconds(), behind: p.repair}
 			if last {
-				me.epoch, me.behind = epoch, false
 				cut := "(" + strconv.FormatInt(oldest, 10)
 				for _, k := range c.keys {
 					pipe.ZAdd(ctx, k, redis.Z{Score: -float64(epoch), Member: c.mark})
@@ -271,6 +272,16 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 		if last {
 			break
 		}
+	}
+	// The registry names the new epoch only once every key holds its mark,
+	// so that a reader never finds the registry ahead of a key.
+	err = c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+		me := peer{heartbeat: now(), epoch: epoch, interval: c.cfg.interval.Milliseconds()}
+		pipe.HSet(ctx, c.registry, c.id, me.String())
+	})
+	if err != nil {
+		c.lostContact()
+		return full, resumed, err // the next push marks the keys again, then the registry
 	}
 	c.epoch, c.since, c.pending, c.pendingSent = epoch, p.start, nil, p.sent
 	c.doneEpoch.Store(epoch)

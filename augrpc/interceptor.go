@@ -1,0 +1,135 @@
+// Package augrpc counts the accounts behind gRPC calls: server interceptors,
+// unary and streaming, that record each call's account in an
+// activeusers.Tracker.
+//
+//	account := func(ctx context.Context, method string) string {
+//		return auth.AccountFrom(ctx) // set by your authentication interceptor
+//	}
+//	srv := grpc.NewServer(
+//		grpc.ChainUnaryInterceptor(authUnary, augrpc.UnaryServerInterceptor(tracker, account)),
+//		grpc.ChainStreamInterceptor(authStream, augrpc.StreamServerInterceptor(tracker, account)),
+//	)
+//
+// Chain them after authentication, so that the account they read is one that
+// was verified. The interceptors add no allocation of their own; what the
+// account function costs is its own (FromMetadata, which reads a header,
+// costs the copy grpc-go makes of it).
+package augrpc
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/activeusers/activeusers"
+)
+
+// AccountFunc returns the account a call is made for, "" for calls that are
+// not counted (anonymous, health checks). method is the full method name,
+// "/package.Service/Method".
+type AccountFunc func(ctx context.Context, method string) string
+
+// An Option configures the interceptors.
+type Option func(*config)
+
+type config struct {
+	unless []codes.Code
+	after  bool
+}
+
+// CountUnless makes the interceptor record the account after the handler,
+// and only if the handler's status code is none of refused — for example
+// CountUnless(codes.Unauthenticated, codes.PermissionDenied,
+// codes.ResourceExhausted), so that a call refused by an authorization or
+// rate-limiting layer does not make its account active. For a stream, the
+// code is the one the handler returns when the stream ends, and the account
+// is recorded then. Default: every call with an account counts, when it
+// arrives.
+func CountUnless(refused ...codes.Code) Option {
+	return func(c *config) { c.unless, c.after = append([]codes.Code(nil), refused...), true }
+}
+
+func newConfig(t *activeusers.Tracker, account AccountFunc, opts []Option) config {
+	if t == nil {
+		panic("augrpc: nil *activeusers.Tracker")
+	}
+	if account == nil {
+		panic("augrpc: nil AccountFunc")
+	}
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// counts says whether a call that ended with err counts.
+func (c *config) counts(err error) bool {
+	if err == nil || len(c.unless) == 0 {
+		return true
+	}
+	code := status.Code(err)
+	for _, r := range c.unless {
+		if code == r {
+			return false
+		}
+	}
+	return true
+}
+
+// UnaryServerInterceptor returns an interceptor that records the account of
+// each unary call. It panics if t or account is nil.
+func UnaryServerInterceptor(t *activeusers.Tracker, account AccountFunc, opts ...Option) grpc.UnaryServerInterceptor {
+	c := newConfig(t, account, opts)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if !c.after {
+			t.Seen(account(ctx, info.FullMethod))
+			return handler(ctx, req)
+		}
+		resp, err := handler(ctx, req)
+		if c.counts(err) {
+			t.Seen(account(ctx, info.FullMethod))
+		}
+		return resp, err
+	}
+}
+
+// StreamServerInterceptor returns an interceptor that records the account of
+// each stream, once, when it opens (or, with CountUnless, when it ends). It
+// panics if t or account is nil.
+func StreamServerInterceptor(t *activeusers.Tracker, account AccountFunc, opts ...Option) grpc.StreamServerInterceptor {
+	c := newConfig(t, account, opts)
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if !c.after {
+			t.Seen(account(ss.Context(), info.FullMethod))
+			return handler(srv, ss)
+		}
+		err := handler(srv, ss)
+		if c.counts(err) {
+			t.Seen(account(ss.Context(), info.FullMethod))
+		}
+		return err
+	}
+}
+
+// FromMetadata returns an AccountFunc that takes the account from the
+// incoming metadata key (its first value), for services whose callers are
+// trusted to name themselves — inside a mesh behind an authenticating proxy
+// that sets the header. grpc-go copies a value it hands out, so this costs
+// one small allocation a call; an account your own authentication
+// interceptor put in the context costs none.
+func FromMetadata(key string) AccountFunc {
+	if key == "" {
+		panic(fmt.Sprintf("augrpc.FromMetadata(%q): empty key", key))
+	}
+	return func(ctx context.Context, _ string) string {
+		if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+}
