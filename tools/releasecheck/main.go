@@ -55,6 +55,7 @@ var symbols = map[string]string{
 	"auprom":  "NewCollector",
 	"auotel":  "Register",
 	"auredis": "New",
+	"augrpc":  "UnaryServerInterceptor",
 }
 
 // skipped are modules that are not published for users: the benchmark
