@@ -59,8 +59,8 @@ var symbols = map[string]string{
 }
 
 // skipped are modules that are not published for users: the benchmark
-// program and this tool.
-var skipped = []string{"benchmarks", "tools"}
+// program, this tool, and the router examples (code to read and copy).
+var skipped = []string{"benchmarks", "tools", "examples/routers"}
 
 func main() {
 	keep := flag.String("keep", "", "write the proxy here and keep it (default: a temporary folder, removed)")
