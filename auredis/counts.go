@@ -94,7 +94,7 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 				lo := max(ref-int64(min(w, ret)/time.Second), 1)
 				zcounts[j][i] = pipe.ZCount(ctx, k, strconv.FormatInt(lo, 10), "+inf")
 			}
-			marks[j] = pipe.ZRangeByScoreWithScores(ctx, k, &redis.ZRangeBy{Min: "-inf", Max: "(0"})
+			marks[j] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: k, Start: "-inf", Stop: "(0", ByScore: true})
 		}
 		reg = pipe.HGetAll(ctx, c.registry)
 	})

@@ -307,7 +307,7 @@ func TestSecretKeepsIdsOutOfRedis(t *testing.T) {
 	assert.Equal(t, []int{400}, r.Counts)
 	rdb := client(s)
 	defer rdb.Close()
-	members, err := rdb.ZRangeByScore(context.Background(), cs[0].keys[0], &redis.ZRangeBy{Min: "0", Max: "+inf"}).Result()
+	members, err := rdb.ZRangeArgs(context.Background(), redis.ZRangeArgs{Key: cs[0].keys[0], Start: "0", Stop: "+inf", ByScore: true}).Result()
 	require.NoError(t, err)
 	require.Len(t, members, 400)
 	plain := map[string]bool{}
@@ -388,7 +388,7 @@ func TestFailoverToALaggingReplica(t *testing.T) {
 	// The replica lags from here: it stops replicating (as one cut off by a
 	// partition would; a stopped process still drains what its socket had
 	// buffered, so it would lag by an unknown amount).
-	require.NoError(t, rc.SlaveOf(ctx, "NO", "ONE").Err())
+	require.NoError(t, rc.ReplicaOf(ctx, "NO", "ONE").Err())
 	f.see(0, "a2-", 300)
 	f.see(1, "b2-", 300)
 	f.pushAll()
