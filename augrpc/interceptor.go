@@ -13,7 +13,7 @@
 // Chain them after authentication, so that the account they read is one that
 // was verified. The interceptors add no allocation of their own; what the
 // account function costs is its own (FromMetadata, which reads a header,
-// costs the copy grpc-go makes of it).
+// costs the copies grpc-go makes of it: 3 allocations a call).
 package augrpc
 
 import (
@@ -119,8 +119,9 @@ func StreamServerInterceptor(t *activeusers.Tracker, account AccountFunc, opts .
 // FromMetadata returns an AccountFunc that takes the account from the
 // incoming metadata key (its first value), for services whose callers are
 // trusted to name themselves — inside a mesh behind an authenticating proxy
-// that sets the header. grpc-go copies a value it hands out, so this costs
-// one small allocation a call; an account your own authentication
+// that sets the header. grpc-go copies what it hands out, so this costs
+// allocations of its own (3 a call, measured by BenchmarkUnary: 145 without
+// the interceptor, 148 with it); an account your own authentication
 // interceptor put in the context costs none.
 func FromMetadata(key string) AccountFunc {
 	if key == "" {
