@@ -66,18 +66,10 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 	offset, synced := c.offset, c.synced
 	c.mu.Unlock()
 	if !synced { // no push yet: read Redis's clock first
-		var timeCmd *redis.Cmd
-		local, sentAt := c.t.Now(), time.Now()
-		if err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
-			timeCmd = pipe.Eval(ctx, timeScript, []string{c.registry})
-		}); err != nil {
+		var err error
+		if offset, err = c.readClock(ctx); err != nil {
 			return Result{}, err
 		}
-		redisNow, err := parseTime(timeCmd)
-		if err != nil {
-			return Result{}, err
-		}
-		offset = c.measured(local, c.t.Now(), sentAt, redisNow)
 	}
 	ret := c.t.Retention()
 	ref := at.Add(offset).Unix()

@@ -173,6 +173,13 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 		return false, false, fmt.Errorf("the cluster registered in %s has %q, this instance %q: every instance needs the same WithKeys and secret", c.registry, got, c.setup)
 	}
 	offset := c.measured(local, c.t.Now(), sentAt, redisNow)
+	if !c.exactOffset() {
+		// That reading crossed a tracker second: read again rather than push
+		// with an offset that may be a second off.
+		if offset, err = c.readClock(ctx); err != nil {
+			return false, false, err
+		}
+	}
 	now := func() int64 { return redisNow.Add(time.Since(sentAt)).UnixMilli() }
 	departed := c.learn(reg.Val(), redisNow.UnixMilli())
 
@@ -360,6 +367,39 @@ func (c *Cluster) measured(localSend, localRecv, sentAt, redisNow time.Time) tim
 		c.offset, c.offsetExact = k, false
 	}
 	return c.offset
+}
+
+// readClock reads Redis's clock in a round trip of its own until a reading
+// falls within one tracker second (three tries; a round trip is far shorter
+// than a second, so the second try almost always does), and returns the
+// offset.
+func (c *Cluster) readClock(ctx context.Context) (time.Duration, error) {
+	var offset time.Duration
+	for range 3 {
+		var timeCmd *redis.Cmd
+		local, sentAt := c.t.Now(), time.Now()
+		if err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+			timeCmd = pipe.Eval(ctx, timeScript, []string{c.registry})
+		}); err != nil {
+			return 0, err
+		}
+		redisNow, err := parseTime(timeCmd)
+		if err != nil {
+			return 0, err
+		}
+		if offset = c.measured(local, c.t.Now(), sentAt, redisNow); c.exactOffset() {
+			break
+		}
+	}
+	return offset, nil
+}
+
+// exactOffset says whether the offset came from a reading within one
+// tracker second.
+func (c *Cluster) exactOffset() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.offsetExact
 }
 
 // redisNowMs is the Redis server's clock now, in milliseconds, from the last
