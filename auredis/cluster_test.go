@@ -223,9 +223,9 @@ func TestRedisGoesAwayAndComesBack(t *testing.T) {
 	tr1, c1, _ := instance(t, s, now, WithInterval(50*time.Millisecond))
 	tr2, c2, _ := instance(t, s, now, WithInterval(50*time.Millisecond))
 	see := func(tr *activeusers.Tracker, uid int) {
-		u := "acct-" + strconv.Itoa(uid)
-		tr.SeenAt(u, now.Now())
-		last[u] = now.Now()
+		u, at := "acct-"+strconv.Itoa(uid), now.Now() // one reading for both
+		tr.SeenAt(u, at)
+		last[u] = at
 	}
 	for uid := range 400 {
 		see([]*activeusers.Tracker{tr1, tr2}[uid%2], uid)

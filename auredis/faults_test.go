@@ -40,9 +40,10 @@ func newFleet(t *testing.T, s *server, n int, opts ...Option) *fleet {
 // see has instance i see accounts prefix-0 … prefix-(n-1) now.
 func (f *fleet) see(i int, prefix string, n int) {
 	for u := range n {
-		id := prefix + strconv.Itoa(u)
-		f.trs[i].Seen(id)
-		f.last[id] = f.now.Now()
+		// One reading of the clock for both: two could straddle a second.
+		id, at := prefix+strconv.Itoa(u), f.now.Now()
+		f.trs[i].SeenAt(id, at)
+		f.last[id] = at
 	}
 }
 
