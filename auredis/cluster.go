@@ -82,12 +82,10 @@ type Cluster struct {
 	doneEpoch atomic.Int64 // epoch, for Counts, which does not take pushMu
 	failing   atomic.Bool  // the latest push failed: Redis lacks accounts this instance holds
 
-	mu    sync.Mutex // guards the fields below
-	stats Stats
-	// firstErr is the first push error, for tests that report what failed.
-	firstErr error
-	offset   time.Duration // Redis's clock minus the tracker's, to the second
-	synced   bool          // offset measured
+	mu     sync.Mutex // guards the fields below
+	stats  Stats
+	offset time.Duration // Redis's clock minus the tracker's, to the second
+	synced bool          // offset measured
 	// offsetExact: the offset came from a reading within one tracker second.
 	offsetExact bool
 	// redisAt is the latest reading of Redis's clock, taken at readAt (a

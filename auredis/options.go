@@ -116,12 +116,7 @@ func WithKeys(k int) Option {
 // together do not push together). Counts lag the instances by up to one
 // interval. Default: DefaultInterval (10s).
 func WithInterval(d time.Duration) Option {
-	return func(c *config) {
-		if d <= 0 {
-			c.errs = append(c.errs, fmt.Sprintf("WithInterval(%v): the interval must be positive", d))
-		}
-		c.interval = d
-	}
+	return func(c *config) { c.interval = c.positive("WithInterval", "interval", d) }
 }
 
 // WithFullPushEvery sets how often a push sends every account held rather than
@@ -131,12 +126,7 @@ func WithInterval(d time.Duration) Option {
 // A push is full anyway whenever Redis no longer holds this instance's last
 // push. Default: DefaultFullEvery (15m).
 func WithFullPushEvery(d time.Duration) Option {
-	return func(c *config) {
-		if d <= 0 {
-			c.errs = append(c.errs, fmt.Sprintf("WithFullPushEvery(%v): the interval must be positive", d))
-		}
-		c.fullEvery = d
-	}
+	return func(c *config) { c.fullEvery = c.positive("WithFullPushEvery", "interval", d) }
 }
 
 // WithBatch sets how many members one ZADD carries. Default: DefaultBatch
@@ -164,16 +154,11 @@ func WithBackoff(min, max time.Duration) Option {
 }
 
 // WithTimeout bounds each round trip of a push to Redis. A push is as many
-// round trips as its size needs (one per 64 batches), each with this deadline,
+// round trips as its size needs (one per 16 batches), each with this deadline,
 // and keeps its progress across failures, so a large push is never cut off as
 // a whole. Default: DefaultTimeout (5s).
 func WithTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d <= 0 {
-			c.errs = append(c.errs, fmt.Sprintf("WithTimeout(%v): the timeout must be positive", d))
-		}
-		c.timeout = d
-	}
+	return func(c *config) { c.timeout = c.positive("WithTimeout", "timeout", d) }
 }
 
 // WithInstanceTTL sets how long an instance that has stopped reaching Redis
@@ -183,10 +168,14 @@ func WithTimeout(d time.Duration) Option {
 // leaves at once. Default: three times the longer of the interval and the
 // maximum backoff (90s with the defaults).
 func WithInstanceTTL(d time.Duration) Option {
-	return func(c *config) {
-		if d <= 0 {
-			c.errs = append(c.errs, fmt.Sprintf("WithInstanceTTL(%v): the TTL must be positive", d))
-		}
-		c.instanceTTL = d
+	return func(c *config) { c.instanceTTL = c.positive("WithInstanceTTL", "TTL", d) }
+}
+
+// positive returns d, noting an error in the option's name if it is not
+// positive.
+func (c *config) positive(option, what string, d time.Duration) time.Duration {
+	if d <= 0 {
+		c.errs = append(c.errs, fmt.Sprintf("%s(%v): the %s must be positive", option, d, what))
 	}
+	return d
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,9 +120,6 @@ func (c *Cluster) Push(ctx context.Context) error {
 	c.stats.LastErr = err
 	if err != nil {
 		c.stats.Failures++
-		if c.firstErr == nil {
-			c.firstErr = err
-		}
 		return err
 	}
 	c.stats.Pushes++
@@ -292,19 +290,10 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 	}
 	c.epoch, c.since, c.pending, c.pendingSent = epoch, p.start, nil, p.sent
 	c.doneEpoch.Store(epoch)
-	if all := !containsFalse(p.all); all {
+	if !slices.Contains(p.all, false) {
 		c.lastAll = p.start
 	}
 	return full, resumed, nil
-}
-
-func containsFalse(bs []bool) bool {
-	for _, b := range bs {
-		if !b {
-			return true
-		}
-	}
-	return false
 }
 
 // timeScript reads the Redis server's clock on the node holding its key (the

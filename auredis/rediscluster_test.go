@@ -269,7 +269,7 @@ func TestEightInstancesBecomeExact(t *testing.T) {
 		st := c.Stats()
 		failures += st.Failures
 		if st.Failures > 0 {
-			t.Logf("instance %s: %d failed pushes, %d resumed; e.g. %v", st.Instance, st.Failures, st.Resumed, c.firstErr)
+			t.Logf("instance %s: %d failed pushes, %d resumed; last error %v", st.Instance, st.Failures, st.Resumed, st.LastErr)
 		}
 	}
 	t.Logf("8 instances × %d accounts (%d distinct) exact and complete from an empty Redis after %v (%d failed pushes)",

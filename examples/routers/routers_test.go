@@ -37,8 +37,7 @@ func viaNetHTTP(h http.Handler) serve {
 }
 
 // viaFasthttp serves through fiber's fasthttp handler, as fiber's server does.
-func viaFasthttp(app *fiber.App) serve {
-	h := app.Handler()
+func viaFasthttp(h fasthttp.RequestHandler) serve {
 	return func(path, token string) int {
 		var ctx fasthttp.RequestCtx
 		ctx.Request.Header.SetMethod("GET")
@@ -51,13 +50,11 @@ func viaFasthttp(app *fiber.App) serve {
 	}
 }
 
+// routers is each router behind a serve: with the middleware counting into
+// t, or bare (no counting) if t is nil.
 func routers(t *activeusers.Tracker) map[string]serve {
-	return map[string]serve{
-		"chi":   viaNetHTTP(Chi(t)),
-		"echo":  viaNetHTTP(Echo(t)),
-		"gin":   viaNetHTTP(Gin(t)),
-		"fiber": viaFasthttp(Fiber(t)),
-	}
+	std, fast := handlers(t)
+	return map[string]serve{"chi": viaNetHTTP(std["chi"]), "echo": viaNetHTTP(std["echo"]), "gin": viaNetHTTP(std["gin"]), "fiber": viaFasthttp(fast)}
 }
 
 // TestEveryRouterCountsServedAccounts: alice twice, bob, an anonymous
@@ -74,20 +71,6 @@ func TestEveryRouterCountsServedAccounts(t *testing.T) {
 			assert.Equal(t, []int{2}, tr.Counts(time.Hour))
 		})
 	}
-}
-
-// bare is each router with the same route and no counting, the baseline
-// for the benchmark.
-func bare() map[string]serve {
-	c := chi.NewRouter()
-	c.Get("/api/hello", hello)
-	e := echo.New()
-	e.GET("/api/hello", func(c echo.Context) error { return c.String(http.StatusOK, "hello") })
-	g := gin.New()
-	g.GET("/api/hello", func(c *gin.Context) { c.String(http.StatusOK, "hello") })
-	f := fiber.New(fiber.Config{DisableStartupMessage: true})
-	f.Get("/api/hello", func(c *fiber.Ctx) error { return c.SendString("hello") })
-	return map[string]serve{"chi": viaNetHTTP(c), "echo": viaNetHTTP(e), "gin": viaNetHTTP(g), "fiber": viaFasthttp(f)}
 }
 
 // discard is a ResponseWriter that keeps nothing, so that a benchmark op is
@@ -161,7 +144,7 @@ func TestMiddlewareAddsNoAllocation(t *testing.T) {
 	}
 	tr := activeusers.New()
 	defer tr.Close()
-	with, without := routers(tr), bare()
+	with, without := routers(tr), routers(nil)
 	// echo applies its middleware to the handler on every request
 	// (applyMiddleware in (*Echo).ServeHTTP), allocating the closure that
 	// results: one allocation for any echo middleware, none from what this
