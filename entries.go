@@ -46,5 +46,5 @@ func (t *Tracker) forEntries(since uint32, grow func(n int), each func(key uint6
 		plain, buf := each, new([16]byte)
 		each = func(key uint64, sec uint32) { plain(t.pn.encode(key, buf), sec) }
 	}
-	t.eachSegment(func() { grow(table.MaxCapacity) }, func(s *segment) { s.tab.Range(since, each) })
+	t.all.eachSegment(func() { grow(table.MaxCapacity) }, func(s *segment) { s.tab.Range(since, each) })
 }

@@ -45,6 +45,58 @@ func newSegment(tab *table.Table, low uint64, depth uint) *segment {
 	return &p.segment
 }
 
+// set is a set of 64-bit keys, each with the last second it was seen at,
+// held in segments under a directory. A tracker has one for its accounts and,
+// with WithDimensions, one for its (account, segment) pairs. Seen never takes
+// a lock of the set's own: it reads the directory atomically and locks at
+// most one segment.
+type set struct {
+	dir   atomic.Pointer[directory]
+	dirMu sync.RWMutex // splits share it; a directory doubling takes it alone
+	mix   table.Mixer
+}
+
+// newSet returns an empty set of segments segments (a power of two).
+func newSet(mix table.Mixer, segments int) *set {
+	depth := uint(bits.Len(uint(segments - 1)))
+	st := &set{mix: mix}
+	d := &directory{depth: depth, segs: make([]atomic.Pointer[segment], 1<<depth)}
+	for i := range d.segs {
+		d.segs[i].Store(newSegment(table.New(mix, 0), uint64(i), depth))
+	}
+	st.dir.Store(d)
+	return st
+}
+
+// record stores key (not 0) as seen at sec, deleting on the way only entries
+// older than cutoff. A key already held takes no lock (Touch); a new one
+// locks its segment, and splits it if it is full.
+func (st *set) record(key uint64, sec, cutoff uint32) {
+	m := st.mix.Mix(key)
+	if st.dir.Load().lookup(m).tab.Touch(key, m, sec) {
+		return
+	}
+	for {
+		s := st.segmentFor(m)
+		out := s.tab.Record(key, m, sec, cutoff)
+		s.mu.Unlock()
+		if out != table.Full {
+			return
+		}
+		st.split(s)
+	}
+}
+
+// stats counts the segments, entries and slots, and the heap of the set's tables, segments and directory.
+func (st *set) stats() (segments, entries, slots, bytes int) {
+	st.eachSegment(nil, func(s *segment) {
+		segments++
+		entries += s.tab.Len()
+		slots += s.tab.Cap()
+	})
+	return segments, entries, slots, slots*table.SlotBytes + segments*segmentBytes + len(st.dir.Load().segs)*8
+}
+
 // directory maps the low bits of a mixed hash to its segment. It is replaced
 // whole when it doubles; its entries change in place when a segment splits.
 type directory struct {
@@ -101,9 +153,9 @@ const (
 
 // segmentFor returns the live segment holding keys whose mixed hash is m,
 // locked.
-func (t *Tracker) segmentFor(m uint64) *segment {
+func (st *set) segmentFor(m uint64) *segment {
 	for {
-		s := t.dir.Load().lookup(m)
+		s := st.dir.Load().lookup(m)
 		lockSpinning(&s.mu)
 		if !s.dead {
 			return s
@@ -117,21 +169,21 @@ func (t *Tracker) segmentFor(m uint64) *segment {
 // segments run at once (they change disjoint directory entries) under dirMu's
 // read lock; only a doubling takes it exclusively, and it holds no segment's
 // lock. Seen never takes dirMu.
-func (t *Tracker) split(s *segment) {
+func (st *set) split(s *segment) {
 	// s.depth and s.low never change, and the directory's depth changes only
 	// under dirMu's write lock: both are read safely here.
-	t.dirMu.RLock()
-	if d := t.dir.Load(); s.depth == d.depth {
-		t.dirMu.RUnlock()
-		t.dirMu.Lock()
-		if d := t.dir.Load(); s.depth == d.depth {
-			t.dir.Store(d.doubled())
+	st.dirMu.RLock()
+	if d := st.dir.Load(); s.depth == d.depth {
+		st.dirMu.RUnlock()
+		st.dirMu.Lock()
+		if d := st.dir.Load(); s.depth == d.depth {
+			st.dir.Store(d.doubled())
 		}
-		t.dirMu.Unlock()
-		t.dirMu.RLock()
+		st.dirMu.Unlock()
+		st.dirMu.RLock()
 	}
-	defer t.dirMu.RUnlock()
-	d := t.dir.Load()
+	defer st.dirMu.RUnlock()
+	d := st.dir.Load()
 	lockSpinning(&s.mu)
 	defer s.mu.Unlock()
 	if s.dead {
@@ -159,13 +211,13 @@ func (t *Tracker) split(s *segment) {
 // segment's accounts are one contiguous range and a split divides that range
 // in two, so a segment seen whole is never seen again in part, and one not
 // seen yet is seen whole or in its halves.
-func (t *Tracker) eachSegment(prepare func(), fn func(*segment)) {
+func (st *set) eachSegment(prepare func(), fn func(*segment)) {
 	var pos uint64 // the bit-reversed start of the range not walked yet
 	for {
 		if prepare != nil {
 			prepare()
 		}
-		s := t.segmentFor(bits.Reverse64(pos))
+		s := st.segmentFor(bits.Reverse64(pos))
 		fn(s)
 		step := uint64(1) << (64 - s.depth)
 		s.mu.Unlock()

@@ -40,7 +40,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -78,9 +77,7 @@ import (
 // retention (15–24 bytes each once pruned); for approximate counts of billions of ids
 // in constant memory a HyperLogLog sketch is the better tool.
 type Tracker struct {
-	dir    atomic.Pointer[directory]
-	dirMu  sync.RWMutex // splits share it; a directory doubling takes it alone
-	mix    table.Mixer
+	all    *set // the accounts
 	retSec int64
 	pn     *pseudonyms // with WithSecret: what hashes become on their way out
 
@@ -104,17 +101,12 @@ func New(opts ...Option) *Tracker {
 		}
 		panic(msg)
 	}
-	depth := uint(bits.Len(uint(c.segments - 1))) // rounded up to a power of two
+	segments := 1 << bits.Len(uint(c.segments-1)) // rounded up to a power of two
 	t := &Tracker{
-		mix:       table.NewMixer(rand.Uint64(), rand.Uint64()),
+		all:       newSet(table.NewMixer(rand.Uint64(), rand.Uint64()), segments),
 		retSec:    int64(c.retention / time.Second),
 		userClock: c.clock,
 	}
-	d := &directory{depth: depth, segs: make([]atomic.Pointer[segment], 1<<depth)}
-	for i := range d.segs {
-		d.segs[i].Store(newSegment(table.New(t.mix, 0), uint64(i), depth))
-	}
-	t.dir.Store(d)
 	if c.secret != nil {
 		t.pn = newPseudonyms(c.secret)
 	}
@@ -223,19 +215,7 @@ func (t *Tracker) record(h uint64, sec, now int64) {
 	if s32 < cutoff {
 		return // already past retention: it would never be counted
 	}
-	m := t.mix.Mix(h)
-	if t.dir.Load().lookup(m).tab.Touch(h, m, s32) {
-		return
-	}
-	for {
-		s := t.segmentFor(m)
-		out := s.tab.Record(h, m, s32, cutoff)
-		s.mu.Unlock()
-		if out != table.Full {
-			return
-		}
-		t.split(s)
-	}
+	t.all.record(h, s32, cutoff)
 }
 
 // cutoff is the oldest second still within retention at now.
@@ -280,7 +260,7 @@ func (t *Tracker) counts(at, now int64, windows []time.Duration) []int {
 	}
 	got := make([]int, len(since))
 	cutoff := t.cutoff(now)
-	t.eachSegment(nil, func(s *segment) { s.tab.CountAndPrune(cutoff, since, got) })
+	t.all.eachSegment(nil, func(s *segment) { s.tab.CountAndPrune(cutoff, since, got) })
 	for k, i := range idx {
 		counts[i] = got[k]
 	}
@@ -292,7 +272,7 @@ func (t *Tracker) counts(at, now int64, windows []time.Duration) []int {
 // retention gives the number within it.
 func (t *Tracker) Len() int {
 	n := 0
-	t.eachSegment(nil, func(s *segment) { n += s.tab.Len() })
+	t.all.eachSegment(nil, func(s *segment) { n += s.tab.Len() })
 	return n
 }
 
@@ -317,11 +297,6 @@ type Stats struct {
 // Stats returns the tracker's current Stats.
 func (t *Tracker) Stats() Stats {
 	var st Stats
-	t.eachSegment(nil, func(s *segment) {
-		st.Segments++
-		st.Entries += s.tab.Len()
-		st.Slots += s.tab.Cap()
-	})
-	st.Bytes = st.Slots*table.SlotBytes + st.Segments*segmentBytes + len(t.dir.Load().segs)*8
+	st.Segments, st.Entries, st.Slots, st.Bytes = t.all.stats()
 	return st
 }

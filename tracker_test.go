@@ -513,7 +513,7 @@ func TestSegmentsStayBounded(t *testing.T) {
 	st := tr.Stats()
 	assert.Greater(t, st.Segments, DefaultSegments, "full segments split")
 	biggest := 0
-	tr.eachSegment(nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
+	tr.all.eachSegment(nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
 	assert.LessOrEqual(t, biggest, table.MaxCapacity)
 	assert.Equal(t, n, st.Entries)
 	load := float64(st.Entries) / float64(st.Slots)
