@@ -249,3 +249,98 @@ func BenchmarkSeenID(b *testing.B) {
 		}
 	})
 }
+
+// segmentValues are what the segment benchmarks send: ten plans, and two
+// platforms a user may be on.
+var (
+	benchPlans     = []string{"free", "pro", "team", "enterprise", "edu", "trial", "startup", "nonprofit", "partner", "internal"}
+	benchPlatforms = []string{"ios", "android", "web"}
+)
+
+// BenchmarkSegments compares SeenIn with one or two dimensions against Seen
+// on the same tracker shape (returning and new users, 16 goroutines a core),
+// and CountsBy over a million accounts in ten segments against Counts over a
+// million plain accounts:
+//
+//	go test -run='^$' -bench=Segments -count=6 . | benchstat -col /call -
+func BenchmarkSegments(b *testing.B) {
+	const users = 1 << 20
+	pool := uids(users)
+	calls := []struct {
+		name string
+		opts []Option
+		seen func(t *Tracker, uid string, i uint64)
+	}{
+		{"call=Seen", nil, func(t *Tracker, uid string, _ uint64) { t.Seen(uid) }},
+		{"call=SeenIn/dims=1", []Option{WithDimensions("plan")}, func(t *Tracker, uid string, i uint64) {
+			t.SeenIn(uid, benchPlans[i%10])
+		}},
+		{"call=SeenIn/dims=2", []Option{WithDimensions("plan", "platform")}, func(t *Tracker, uid string, i uint64) {
+			t.SeenIn(uid, benchPlans[i%10], benchPlatforms[i%3])
+		}},
+	}
+	for _, c := range calls {
+		b.Run("users=returning/"+c.name, func(b *testing.B) {
+			tr := New(c.opts...)
+			defer tr.Close()
+			for i, u := range pool {
+				c.seen(tr, u, uint64(i))
+			}
+			var seed atomic.Uint64
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				x := seed.Add(0x9E3779B97F4A7C15)
+				for pb.Next() {
+					x ^= x << 13
+					x ^= x >> 7
+					x ^= x << 17
+					i := x & (users - 1)
+					c.seen(tr, pool[i], i) // the same values as before: a returning pair
+				}
+			})
+		})
+		b.Run("users=new/"+c.name, func(b *testing.B) {
+			all := uids(1 << 21)
+			trs := make([]*Tracker, b.N/len(all)+1)
+			for i := range trs {
+				trs[i] = New(c.opts...)
+				defer trs[i].Close()
+			}
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(next.Add(1) - 1)
+					c.seen(trs[i/len(all)], all[i%len(all)], uint64(i))
+				}
+			})
+		})
+	}
+	windows := []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
+	b.Run("users=1M/call=Counts", func(b *testing.B) {
+		tr := New()
+		defer tr.Close()
+		for _, u := range uids(1_000_000) {
+			tr.Seen(u)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			tr.Counts(windows...)
+		}
+	})
+	b.Run("users=1M/call=CountsBy/segments=10", func(b *testing.B) {
+		tr := New(WithDimensions("plan"))
+		defer tr.Close()
+		for i, u := range uids(1_000_000) {
+			tr.SeenIn(u, benchPlans[i%10])
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			tr.CountsBy(windows...)
+		}
+	})
+}

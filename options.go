@@ -2,6 +2,8 @@ package activeusers
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -16,6 +18,8 @@ type config struct {
 	retention time.Duration
 	clock     func() time.Time
 	secret    []byte
+	dims      []string
+	maxValues int
 	errs      []string
 }
 
@@ -45,7 +49,7 @@ const (
 )
 
 func defaultConfig() config {
-	return config{segments: DefaultSegments, retention: DefaultRetention}
+	return config{segments: DefaultSegments, retention: DefaultRetention, maxValues: DefaultMaxValues}
 }
 
 // WithSegments sets how many segments the tracker starts with, rounded up to a
@@ -110,5 +114,64 @@ func WithSecret(secret []byte) Option {
 			return
 		}
 		c.secret = append([]byte(nil), secret...)
+	}
+}
+
+// WithDimensions names the dimensions accounts are counted by, besides
+// overall: WithDimensions("plan", "platform") makes SeenIn(uid, "pro", "ios")
+// count uid in plan=pro and in platform=ios, and CountsBy report every value
+// of each. Names must be distinct, non-empty, at most MaxDimensions of them,
+// and valid Prometheus label names other than "window" (letters, digits and
+// underscores, not starting with a digit or "__"), since exporters use them as
+// labels. Each (account, segment) pair costs about as much memory as an
+// account. Default: none; SeenIn is then Seen.
+func WithDimensions(names ...string) Option {
+	return func(c *config) {
+		if len(names) > MaxDimensions {
+			c.errs = append(c.errs, fmt.Sprintf("WithDimensions: %d dimensions, at most %d", len(names), MaxDimensions))
+			return
+		}
+		for i, n := range names {
+			if !labelName(n) || n == "window" {
+				c.errs = append(c.errs, fmt.Sprintf("WithDimensions: %q is not a usable label name (letters, digits, underscores; not a digit or \"__\" first; not \"window\")", n))
+				return
+			}
+			if slices.Contains(names[:i], n) {
+				c.errs = append(c.errs, fmt.Sprintf("WithDimensions: %q named twice", n))
+				return
+			}
+		}
+		c.dims = slices.Clone(names)
+	}
+}
+
+// labelName reports whether n is a Prometheus label name not reserved for
+// internal use.
+func labelName(n string) bool {
+	if n == "" || strings.HasPrefix(n, "__") {
+		return false
+	}
+	for i, r := range n {
+		if !(r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || i > 0 && '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// WithMaxValues bounds how many distinct values each dimension holds, from 1
+// to MaxValues. Values arrive first come, first served, and stay for the
+// tracker's life; once a dimension holds n, every new value counts in
+// OverflowValue, so memory and the exported label sets stay bounded however
+// many distinct values untrusted requests send. Set it above the values you
+// expect (the number of plans, platforms, tenants), and watch
+// DimensionCounts.Folded. Default: DefaultMaxValues (64).
+func WithMaxValues(n int) Option {
+	return func(c *config) {
+		if n < 1 || n > MaxValues {
+			c.errs = append(c.errs, fmt.Sprintf("WithMaxValues(%d): the bound must be between 1 and %d", n, MaxValues))
+			return
+		}
+		c.maxValues = n
 	}
 }

@@ -87,6 +87,19 @@ func (st *set) record(key uint64, sec, cutoff uint32) {
 	}
 }
 
+// counts returns, for each threshold of since (made by Tracker.thresholds),
+// the entries seen at or after it, placed at the index idx gives among n, and
+// deletes entries older than cutoff on the way.
+func (st *set) counts(since []uint32, idx []int, n int, cutoff uint32) []int {
+	got := make([]int, len(since))
+	st.eachSegment(nil, func(s *segment) { s.tab.CountAndPrune(cutoff, since, got) })
+	counts := make([]int, n)
+	for k, i := range idx {
+		counts[i] = got[k]
+	}
+	return counts
+}
+
 // stats counts the segments, entries and slots, and the heap of the set's tables, segments and directory.
 func (st *set) stats() (segments, entries, slots, bytes int) {
 	st.eachSegment(nil, func(s *segment) {

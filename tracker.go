@@ -78,6 +78,7 @@ import (
 // in constant memory a HyperLogLog sketch is the better tool.
 type Tracker struct {
 	all    *set // the accounts
+	dims   []*dimension // with WithDimensions: each value's accounts
 	retSec int64
 	pn     *pseudonyms // with WithSecret: what hashes become on their way out
 
@@ -106,6 +107,10 @@ func New(opts ...Option) *Tracker {
 		all:       newSet(table.NewMixer(rand.Uint64(), rand.Uint64()), segments),
 		retSec:    int64(c.retention / time.Second),
 		userClock: c.clock,
+	}
+	for _, name := range c.dims {
+		mix := table.NewMixer(rand.Uint64(), rand.Uint64())
+		t.dims = append(t.dims, newDimension(name, c.maxValues, min(segments, valueSegments), mix))
 	}
 	if c.secret != nil {
 		t.pn = newPseudonyms(c.secret)
@@ -243,13 +248,18 @@ func (t *Tracker) CountsAt(at time.Time, windows ...time.Duration) []int {
 
 // counts measures ages from at and prunes by now, the clock's second.
 func (t *Tracker) counts(at, now int64, windows []time.Duration) []int {
-	counts := make([]int, len(windows))
-	// An account counts in window w if at - last ≤ w, that is last ≥ at - w
-	// (an account seen after at has age 0 and counts in every window). Negative
-	// windows count nothing and are left out of the pass (which still prunes).
-	// Entries older than the cutoff are deleted, never counted, whatever at is.
-	var since []uint32
-	var idx []int
+	since, idx := t.thresholds(at, windows)
+	return t.all.counts(since, idx, len(windows), t.cutoff(now))
+}
+
+// thresholds returns, for each window that is not negative, the oldest second
+// an account may have been last seen at to count in it as of at, and that
+// window's index. An account counts in window w if at - last ≤ w, that is
+// last ≥ at - w (an account seen after at has age 0 and counts in every
+// window). Negative windows count nothing and are left out of the pass (which
+// still prunes). Entries older than the cutoff are deleted, never counted,
+// whatever at is.
+func (t *Tracker) thresholds(at int64, windows []time.Duration) (since []uint32, idx []int) {
 	for i, w := range windows {
 		if w < 0 {
 			continue
@@ -258,13 +268,7 @@ func (t *Tracker) counts(at, now int64, windows []time.Duration) []int {
 		since = append(since, toSec(at-secs))
 		idx = append(idx, i)
 	}
-	got := make([]int, len(since))
-	cutoff := t.cutoff(now)
-	t.all.eachSegment(nil, func(s *segment) { s.tab.CountAndPrune(cutoff, since, got) })
-	for k, i := range idx {
-		counts[i] = got[k]
-	}
-	return counts
+	return since, idx
 }
 
 // Len returns the number of accounts held now. It may include accounts past
@@ -292,11 +296,27 @@ type Stats struct {
 	// slot, 64 a segment and 8 a directory entry. Only the directory holds
 	// pointers (one per entry, about one for every 300–800 accounts).
 	Bytes int
+
+	// Pairs is the number of (account, segment) pairs held, with
+	// WithDimensions: an account active in two segments is two. PairSegments,
+	// PairSlots and PairBytes are Segments, Slots and Bytes for the segments'
+	// sets (not included above); PairBytes also counts the values' names.
+	Pairs, PairSegments, PairSlots, PairBytes int
 }
 
 // Stats returns the tracker's current Stats.
 func (t *Tracker) Stats() Stats {
 	var st Stats
 	st.Segments, st.Entries, st.Slots, st.Bytes = t.all.stats()
+	for _, d := range t.dims {
+		vals, _ := d.snapshot()
+		for _, v := range vals {
+			segs, n, slots, bytes := v.set.stats()
+			st.PairSegments += segs
+			st.Pairs += n
+			st.PairSlots += slots
+			st.PairBytes += bytes + len(v.name) + valueBytes
+		}
+	}
 	return st
 }
