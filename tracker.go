@@ -77,7 +77,7 @@ import (
 // retention (15–24 bytes each once pruned); for approximate counts of billions of ids
 // in constant memory a HyperLogLog sketch is the better tool.
 type Tracker struct {
-	all    *set // the accounts
+	all    *set         // the accounts
 	dims   []*dimension // with WithDimensions: each value's accounts
 	retSec int64
 	pn     *pseudonyms // with WithSecret: what hashes become on their way out
