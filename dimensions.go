@@ -121,6 +121,26 @@ func (d *dimension) add(v string) *set {
 	return s
 }
 
+// load returns the set a snapshot's value v goes to: its own if the
+// dimension has it or room for it, else the overflow set. Values folded on
+// loading are not counted in Folded, which counts recordings.
+func (d *dimension) load(v string) *set {
+	if v == OverflowValue {
+		return d.overflow
+	}
+	if s, ok := (*d.sets.Load())[v]; ok {
+		return s
+	}
+	if len(v) > MaxValueLen || !utf8.ValidString(v) {
+		return d.overflow
+	}
+	s := d.add(v)
+	if s == d.overflow {
+		d.folded.Add(^uint64(0)) // add counted it
+	}
+	return s
+}
+
 // snapshot returns the values taken so far, in order of arrival, then the
 // overflow value, and the count folded.
 func (d *dimension) snapshot() ([]value, uint64) {

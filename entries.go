@@ -26,7 +26,7 @@ type Entry struct {
 // copy. Passing the start of the previous call as since gives the accounts
 // seen since then, which is how the auredis package pushes only what changed.
 func (t *Tracker) AppendEntries(dst []Entry, since time.Time) []Entry {
-	t.forEntries(toSec(since.Unix()), func(n int) { dst = slices.Grow(dst, n) }, func(key uint64, sec uint32) {
+	t.forEntries(t.all, toSec(since.Unix()), func(n int) { dst = slices.Grow(dst, n) }, func(key uint64, sec uint32) {
 		dst = append(dst, Entry{Hash: key, Last: int64(sec)})
 	})
 	return dst
@@ -36,15 +36,15 @@ func (t *Tracker) AppendEntries(dst []Entry, since time.Time) []Entry {
 // Counts measures ages from.
 func (t *Tracker) Now() time.Time { return time.Unix(t.nowSec(), 0) }
 
-// forEntries calls each for every entry seen at or after since, segment by
+// forEntries calls each for every entry of st seen at or after since, segment by
 // segment, under each segment's lock alone; grow is called with no lock held
 // before each segment, with the most entries a segment can hold, so that the
 // caller's buffer never grows while a lock is held.
 // With WithSecret, each gets the pseudonym of each hash, never the hash.
-func (t *Tracker) forEntries(since uint32, grow func(n int), each func(key uint64, sec uint32)) {
+func (t *Tracker) forEntries(st *set, since uint32, grow func(n int), each func(key uint64, sec uint32)) {
 	if t.pn != nil {
 		plain, buf := each, new([16]byte)
 		each = func(key uint64, sec uint32) { plain(t.pn.encode(key, buf), sec) }
 	}
-	t.all.eachSegment(func() { grow(table.MaxCapacity) }, func(s *segment) { s.tab.Range(since, each) })
+	st.eachSegment(func() { grow(table.MaxCapacity) }, func(s *segment) { s.tab.Range(since, each) })
 }

@@ -11,12 +11,16 @@ import (
 	"math/bits"
 	"os"
 	"slices"
+	"unicode/utf8"
 )
 
 // Snapshot format: docs/snapshot.md describes it byte by byte.
 const (
-	snapMagic   = "AUSNAP\r\n" // \r\n catches transfers that rewrite line ends
-	snapVersion = 1
+	snapMagic = "AUSNAP\r\n" // \r\n catches transfers that rewrite line ends
+	// snapVersion is what a tracker with dimensions writes: version 1 and its
+	// segments. A tracker without writes version 1, which older builds read.
+	snapVersion  = 2
+	snapVersion1 = 1
 	snapHashXX  = 1 // xxhash64 of the uid's bytes, seed 0
 	// snapHashKeyed: snapHashXX under the keyed permutation of WithSecret;
 	// header bytes 33–39 identify the key (Tracker.SecretCheck).
@@ -50,26 +54,37 @@ type entry struct {
 	sec  uint32
 }
 
-// entries copies out every entry seen at or after since.
-func (t *Tracker) entries(since uint32) []entry {
+// entries copies out every entry of st seen at or after since.
+func (t *Tracker) entries(st *set, since uint32) []entry {
 	var out []entry
-	t.forEntries(since, func(n int) { out = slices.Grow(out, n) }, func(key uint64, sec uint32) {
+	t.forEntries(st, since, func(n int) { out = slices.Grow(out, n) }, func(key uint64, sec uint32) {
 		out = append(out, entry{key, sec})
 	})
 	return out
 }
 
 // WriteTo writes a snapshot of every account within retention to w, in the
-// format of docs/snapshot.md, and returns the bytes written. It copies each
-// segment's entries under that segment's lock alone, so Seen waits for at most
-// one segment's copy; sorting and encoding happen after, with no lock held.
+// format of docs/snapshot.md, and returns the bytes written: with
+// WithDimensions, version 2, which holds each segment's accounts too; without,
+// version 1. It copies each segment's entries under that segment's lock alone,
+// so Seen waits for at most one segment's copy; sorting and encoding happen
+// after, with no lock held.
 func (t *Tracker) WriteTo(w io.Writer) (int64, error) {
 	now := t.nowSec()
-	m := snapMeta{now: now}
+	cutoff := t.cutoff(now)
+	snap := snapshot{snapMeta: snapMeta{now: now}, es: t.entries(t.all, cutoff)}
 	if t.pn != nil {
-		m.keyed, m.check = true, t.pn.check
+		snap.keyed, snap.check = true, t.pn.check
 	}
-	b := encodeSnapshot(m, t.entries(t.cutoff(now)))
+	for _, d := range t.dims {
+		vals, _ := d.snapshot()
+		sd := snapDim{name: d.name}
+		for _, v := range vals {
+			sd.values = append(sd.values, snapValue{name: v.name, es: t.entries(v.set, cutoff)})
+		}
+		snap.dims = append(snap.dims, sd)
+	}
+	b := encodeSnapshot(snap)
 	n, err := w.Write(b)
 	return int64(n), err
 }
@@ -79,10 +94,68 @@ type snapMeta struct {
 	now   int64   // snapshot time, Unix seconds
 	keyed bool    // hashes are WithSecret pseudonyms
 	check [7]byte // with keyed: which key
+	v2    bool    // version 2: has a segments section (perhaps of no dimensions)
 }
 
-func encodeSnapshot(m snapMeta, es []entry) []byte {
-	now := m.now
+// snapshot is a decoded snapshot: its header, the accounts, and with
+// version 2 each dimension's values and their accounts.
+type snapshot struct {
+	snapMeta
+	es   []entry
+	dims []snapDim
+}
+
+type snapDim struct {
+	name   string
+	values []snapValue
+}
+
+type snapValue struct {
+	name string
+	es   []entry
+}
+
+func encodeSnapshot(snap snapshot) []byte {
+	b := make([]byte, snapHeader, snapHeader+len(snap.es)*9+snapTrailer)
+	copy(b, snapMagic)
+	binary.LittleEndian.PutUint16(b[8:], snapVersion1)
+	b[10] = snapHashXX
+	if snap.keyed {
+		b[10] = snapHashKeyed
+		copy(b[33:40], snap.check[:])
+	}
+	b[11] = 0                                // reserved
+	binary.LittleEndian.PutUint32(b[12:], 1) // resolution: seconds per time unit
+	binary.LittleEndian.PutUint64(b[16:], uint64(snap.now))
+	binary.LittleEndian.PutUint64(b[24:], uint64(len(snap.es)))
+	// b[33:40]: the key check with snapHashKeyed, else reserved, zero
+	b, low := appendEntries(b, snap.es, snap.now)
+	b[32] = low // after: appending may have moved b
+	if snap.v2 || len(snap.dims) > 0 {
+		binary.LittleEndian.PutUint16(b[8:], snapVersion)
+		b = binary.AppendUvarint(b, uint64(len(snap.dims)))
+		for _, d := range snap.dims {
+			b = appendString(b, d.name)
+			b = binary.AppendUvarint(b, uint64(len(d.values)))
+			for _, v := range d.values {
+				b = appendString(b, v.name)
+				b = binary.AppendUvarint(b, uint64(len(v.es)))
+				at := len(b)
+				b, low = appendEntries(append(b, 0), v.es, snap.now)
+				b[at] = low
+			}
+		}
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// appendEntries sorts es by hash and appends their encoding, and returns it
+// and the number of raw gap bytes it chose.
+func appendEntries(b []byte, es []entry, now int64) ([]byte, byte) {
 	slices.SortFunc(es, func(a, b entry) int { return cmp.Compare(a.hash, b.hash) })
 	// Sorted hashes of n uniform 64-bit values are about 2⁶⁴/n apart: write
 	// the low L bytes of each gap raw and the rest (a small number) as a
@@ -104,20 +177,7 @@ func encodeSnapshot(m snapMeta, es []entry) []byte {
 			low, best = l, size
 		}
 	}
-	b := make([]byte, snapHeader, snapHeader+len(es)*9+snapTrailer)
-	copy(b, snapMagic)
-	binary.LittleEndian.PutUint16(b[8:], snapVersion)
-	b[10] = snapHashXX
-	if m.keyed {
-		b[10] = snapHashKeyed
-		copy(b[33:40], m.check[:])
-	}
-	b[11] = 0                                // reserved
-	binary.LittleEndian.PutUint32(b[12:], 1) // resolution: seconds per time unit
-	binary.LittleEndian.PutUint64(b[16:], uint64(now))
-	binary.LittleEndian.PutUint64(b[24:], uint64(len(es)))
-	b[32] = byte(low)
-	// b[33:40]: the key check with snapHashKeyed, else reserved, zero
+	b = slices.Grow(b, best+len(es)*3)
 	prev = 0
 	for _, e := range es {
 		gap := e.hash - prev
@@ -128,7 +188,7 @@ func encodeSnapshot(m snapMeta, es []entry) []byte {
 		}
 		b = binary.AppendUvarint(b, uint64(max(now-int64(e.sec), 0)))
 	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return b, byte(low)
 }
 
 // snapReader hands out a snapshot's bytes from a fixed buffer refilled from r,
@@ -204,107 +264,223 @@ func (s *snapReader) readErr(format string, args ...any) error {
 // entries actually read, never to the count the header claims, and reads no
 // further than that count can take. sizeHint, if not negative, is how many
 // bytes r holds: it lets a count the bytes cannot hold be refused at once.
-func decodeSnapshot(r io.Reader, sizeHint int64) (m snapMeta, es []entry, read int64, err error) {
-	var now int64
+func decodeSnapshot(r io.Reader, sizeHint int64) (snap snapshot, read int64, err error) {
 	s := &snapReader{r: r}
 	defer func() { read = s.n }()
+	snap, err = s.decode(sizeHint)
+	if err != nil {
+		return snapshot{}, s.n, err
+	}
+	return snap, s.n, nil
+}
+
+func (s *snapReader) decode(sizeHint int64) (snap snapshot, err error) {
 	s.fill(snapHeader)
 	h := s.buf[s.pos:s.end]
 	if len(h) < len(snapMagic) || string(h[:len(snapMagic)]) != snapMagic {
 		if len(h) < len(snapMagic) && s.err != nil && s.err != io.EOF {
-			return snapMeta{}, nil, 0, s.readErr("")
+			return snap, s.readErr("")
 		}
-		return snapMeta{}, nil, 0, badSnapshot("not a snapshot (wrong magic bytes)")
+		return snap, badSnapshot("not a snapshot (wrong magic bytes)")
 	}
 	if len(h) < snapHeader {
-		return snapMeta{}, nil, 0, s.readErr("truncated: %d bytes is shorter than the header", len(h))
+		return snap, s.readErr("truncated: %d bytes is shorter than the header", len(h))
 	}
-	if v := binary.LittleEndian.Uint16(h[8:]); v != snapVersion {
-		return snapMeta{}, nil, 0, badSnapshot("unsupported version %d (this build reads version %d)", v, snapVersion)
+	switch v := binary.LittleEndian.Uint16(h[8:]); v {
+	case snapVersion1:
+	case snapVersion:
+		snap.v2 = true
+	default:
+		return snap, badSnapshot("unsupported version %d (this build reads versions 1 and %d)", v, snapVersion)
 	}
 	switch h[10] {
 	case snapHashXX:
 	case snapHashKeyed:
-		m.keyed = true
-		copy(m.check[:], h[33:40])
+		snap.keyed = true
+		copy(snap.check[:], h[33:40])
 	default:
-		return m, nil, 0, badSnapshot("unknown hash function %d (this build reads xxhash64, 1, and keyed xxhash64, 2)", h[10])
+		return snap, badSnapshot("unknown hash function %d (this build reads xxhash64, 1, and keyed xxhash64, 2)", h[10])
 	}
 	if r := binary.LittleEndian.Uint32(h[12:]); r != 1 {
-		return snapMeta{}, nil, 0, badSnapshot("unsupported resolution of %d seconds (this build keeps 1)", r)
+		return snap, badSnapshot("unsupported resolution of %d seconds (this build keeps 1)", r)
 	}
-	now = int64(binary.LittleEndian.Uint64(h[16:]))
+	now := int64(binary.LittleEndian.Uint64(h[16:]))
 	count := binary.LittleEndian.Uint64(h[24:])
 	low := int(h[32])
 	if count > MaxSnapshotEntries {
-		return snapMeta{}, nil, 0, badSnapshot("oversized: %d entries, more than the %d allowed", count, uint64(MaxSnapshotEntries))
+		return snap, badSnapshot("oversized: %d entries, more than the %d allowed", count, uint64(MaxSnapshotEntries))
 	}
 	if low > 8 {
-		return snapMeta{}, nil, 0, badSnapshot("corrupt header: %d raw gap bytes", low)
+		return snap, badSnapshot("corrupt header: %d raw gap bytes", low)
 	}
 	if now < 0 || now > math.MaxUint32 {
-		return snapMeta{}, nil, 0, badSnapshot("corrupt header: snapshot time %d is outside 1970–2106", now)
+		return snap, badSnapshot("corrupt header: snapshot time %d is outside 1970–2106", now)
 	}
 	// Each entry takes at least 2+low bytes: a count that cannot fit is
 	// refused before anything is allocated or read for it.
 	if body := sizeHint - snapHeader - snapTrailer; sizeHint >= 0 && count > uint64(max(body, 0))/uint64(2+low) {
-		return snapMeta{}, nil, 0, badSnapshot("truncated: %d entries declared in %d bytes", count, max(body, 0))
+		return snap, badSnapshot("truncated: %d entries declared in %d bytes", count, max(body, 0))
 	}
 	s.pos += snapHeader
+	snap.now = now
+	if snap.es, err = s.entries(count, low, now, snap.keyed, ""); err != nil {
+		return snapshot{}, err
+	}
+	if snap.v2 {
+		if snap.dims, err = s.segments(now, snap.keyed); err != nil {
+			return snapshot{}, err
+		}
+	}
+	s.sum()
+	if !s.fill(snapTrailer) {
+		return snapshot{}, s.readErr("truncated: the input ends in the checksum")
+	}
+	if sum := binary.LittleEndian.Uint32(s.buf[s.pos:]); sum != s.crc {
+		return snapshot{}, badSnapshot("checksum mismatch (corrupt): stored %08x, computed %08x", sum, s.crc)
+	}
+	s.pos += snapTrailer
+	if s.fill(1) {
+		return snapshot{}, badSnapshot("corrupt: bytes after the last entry's checksum (the header declares %d entries)", count)
+	}
+	if s.err != io.EOF {
+		return snapshot{}, s.readErr("")
+	}
+	return snap, nil
+}
+
+// entries reads count entries of low raw gap bytes; where names the block in
+// errors ("" for the accounts, " of plan=pro" for a segment).
+func (s *snapReader) entries(count uint64, low int, now int64, keyed bool, where string) ([]entry, error) {
 	// Grow as entries arrive rather than trust the count: a hostile header
 	// then costs what its bytes are worth.
-	es = make([]entry, 0, min(count, 1<<16))
+	es := make([]entry, 0, min(count, 1<<16))
 	var prev uint64
 	for i := range count {
 		s.fill(maxEntryBytes) // fewer at the end of the input
 		p := s.buf[s.pos:s.end]
 		hi, n := binary.Uvarint(p)
 		if n == 0 || len(p) < n+low {
-			return snapMeta{}, nil, 0, s.readErr("truncated: the input ends in entry %d of %d", i, count)
+			return nil, s.readErr("truncated: the input ends in entry %d of %d%s", i, count, where)
 		}
 		if n < 0 {
-			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: bad gap", i)
+			return nil, badSnapshot("corrupt entry %d%s: bad gap", i, where)
 		}
 		var lo uint64
 		for k := range low {
 			lo |= uint64(p[n+k]) << (8 * k)
 		}
 		if low > 0 && hi > math.MaxUint64>>(8*low) {
-			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: gap overflows 64 bits", i)
+			return nil, badSnapshot("corrupt entry %d%s: gap overflows 64 bits", i, where)
 		}
 		gap := hi<<(8*low) | lo
 		// A plain hash is never 0; a pseudonym (snapHashKeyed) may be, first.
-		if (gap == 0 && i > 0) || gap > math.MaxUint64-prev || (prev+gap == 0 && !m.keyed) {
-			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: hashes not strictly increasing", i)
+		if (gap == 0 && i > 0) || gap > math.MaxUint64-prev || (prev+gap == 0 && !keyed) {
+			return nil, badSnapshot("corrupt entry %d%s: hashes not strictly increasing", i, where)
 		}
 		prev += gap
 		age, m := binary.Uvarint(p[n+low:])
 		if m == 0 {
-			return snapMeta{}, nil, 0, s.readErr("truncated: the input ends in entry %d of %d", i, count)
+			return nil, s.readErr("truncated: the input ends in entry %d of %d%s", i, count, where)
 		}
 		if m < 0 || age > math.MaxUint32 {
-			return snapMeta{}, nil, 0, badSnapshot("corrupt entry %d: bad age", i)
+			return nil, badSnapshot("corrupt entry %d%s: bad age", i, where)
 		}
 		s.pos += n + low + m
 		es = append(es, entry{hash: prev, sec: toSec(now - int64(age))})
 	}
-	s.sum()
-	if !s.fill(snapTrailer) {
-		return snapMeta{}, nil, 0, s.readErr("truncated: the input ends in the checksum")
-	}
-	if sum := binary.LittleEndian.Uint32(s.buf[s.pos:]); sum != s.crc {
-		return snapMeta{}, nil, 0, badSnapshot("checksum mismatch (corrupt): stored %08x, computed %08x", sum, s.crc)
-	}
-	s.pos += snapTrailer
-	if s.fill(1) {
-		return snapMeta{}, nil, 0, badSnapshot("corrupt: bytes after the last entry's checksum (the header declares %d entries)", count)
-	}
-	if s.err != io.EOF {
-		return snapMeta{}, nil, 0, s.readErr("")
-	}
-	m.now = now
-	return m, es, s.n, nil
+	return es, nil
 }
+
+// uvarint reads one uvarint no larger than limit; what names it in errors.
+func (s *snapReader) uvarint(limit uint64, what string) (uint64, error) {
+	s.fill(binary.MaxVarintLen64)
+	v, n := binary.Uvarint(s.buf[s.pos:s.end])
+	if n == 0 {
+		return 0, s.readErr("truncated: the input ends in %s", what)
+	}
+	if n < 0 || v > limit {
+		return 0, badSnapshot("corrupt %s: more than %d", what, limit)
+	}
+	s.pos += n
+	return v, nil
+}
+
+// str reads a uvarint length and that many bytes, at most limit.
+func (s *snapReader) str(limit int, what string) (string, error) {
+	n, err := s.uvarint(uint64(limit), what+"'s length")
+	if err != nil {
+		return "", err
+	}
+	if !s.fill(int(n)) {
+		return "", s.readErr("truncated: the input ends in %s", what)
+	}
+	v := string(s.buf[s.pos : s.pos+int(n)])
+	s.pos += int(n)
+	return v, nil
+}
+
+// segments reads version 2's segments section.
+func (s *snapReader) segments(now int64, keyed bool) ([]snapDim, error) {
+	nd, err := s.uvarint(MaxDimensions, "the number of dimensions")
+	if err != nil {
+		return nil, err
+	}
+	dims := make([]snapDim, nd)
+	for i := range dims {
+		d := &dims[i]
+		if d.name, err = s.str(maxDimensionName, "a dimension's name"); err != nil {
+			return nil, err
+		}
+		if !labelName(d.name) || d.name == "window" {
+			return nil, badSnapshot("corrupt: %q is not a dimension name", d.name)
+		}
+		for _, o := range dims[:i] {
+			if o.name == d.name {
+				return nil, badSnapshot("corrupt: dimension %q twice", d.name)
+			}
+		}
+		nv, err := s.uvarint(MaxValues+1, "the number of values of "+d.name)
+		if err != nil {
+			return nil, err
+		}
+		d.values = make([]snapValue, 0, min(nv, 64))
+		for range nv {
+			var v snapValue
+			if v.name, err = s.str(MaxValueLen, "a value of "+d.name); err != nil {
+				return nil, err
+			}
+			if v.name == "" || !utf8.ValidString(v.name) {
+				return nil, badSnapshot("corrupt: value %q of %s", v.name, d.name)
+			}
+			for _, o := range d.values {
+				if o.name == v.name {
+					return nil, badSnapshot("corrupt: value %q of %s twice", v.name, d.name)
+				}
+			}
+			where := fmt.Sprintf(" of %s=%s", d.name, v.name)
+			count, err := s.uvarint(MaxSnapshotEntries, "the entry count"+where)
+			if err != nil {
+				return nil, err
+			}
+			if !s.fill(1) {
+				return nil, s.readErr("truncated: the input ends before the entries%s", where)
+			}
+			low := int(s.buf[s.pos])
+			if low > 8 {
+				return nil, badSnapshot("corrupt: %d raw gap bytes%s", low, where)
+			}
+			s.pos++
+			if v.es, err = s.entries(count, low, now, keyed, where); err != nil {
+				return nil, err
+			}
+			d.values = append(d.values, v)
+		}
+	}
+	return dims, nil
+}
+
+// maxDimensionName bounds a dimension's name in a snapshot: a label name.
+const maxDimensionName = 128
 
 // ReadFrom reads a snapshot from r and merges it in: for each account the
 // later of the two times wins, so loading is idempotent and loading several
@@ -318,23 +494,40 @@ func decodeSnapshot(r io.Reader, sizeHint int64) (m snapMeta, es []entry, read i
 // declares, so input that is not a snapshot is refused after its first bytes.
 // Memory is proportional to the entries read. It returns the bytes read.
 func (t *Tracker) ReadFrom(r io.Reader) (int64, error) {
-	m, es, n, err := decodeSnapshot(r, sizeOf(r))
+	snap, n, err := decodeSnapshot(r, sizeOf(r))
 	if err != nil {
 		return n, err
 	}
-	if m.keyed {
+	if snap.keyed {
 		switch {
 		case t.pn == nil:
 			return n, badSnapshot("written under a secret (WithSecret), and this tracker has none")
-		case t.pn.check != m.check:
-			return n, badSnapshot("written under a different secret (key check %x, this tracker's %x)", m.check, t.pn.check)
+		case t.pn.check != snap.check:
+			return n, badSnapshot("written under a different secret (key check %x, this tracker's %x)", snap.check, t.pn.check)
 		}
 		buf := new([16]byte)
-		for i := range es {
-			es[i].hash = t.pn.decode(es[i].hash, buf)
+		decode := func(es []entry) {
+			for i := range es {
+				es[i].hash = t.pn.decode(es[i].hash, buf)
+			}
+		}
+		decode(snap.es)
+		for _, d := range snap.dims {
+			for _, v := range d.values {
+				decode(v.es)
+			}
 		}
 	}
-	t.merge(es)
+	t.merge(t.all, snap.es)
+	for _, sd := range snap.dims {
+		i := slices.IndexFunc(t.dims, func(d *dimension) bool { return d.name == sd.name })
+		if i < 0 {
+			continue // a dimension this tracker does not count by
+		}
+		for _, v := range sd.values {
+			t.merge(t.dims[i].load(v.name), v.es)
+		}
+	}
 	return n, nil
 }
 
@@ -358,11 +551,14 @@ func sizeOf(r io.Reader) int64 {
 	return -1
 }
 
-// merge adds entries, later time winning, as Seen would: each takes its
-// segment's lock alone, for one entry.
-func (t *Tracker) merge(es []entry) {
+// merge adds entries to st, later time winning, as Seen would: each takes
+// its segment's lock alone, for one entry.
+func (t *Tracker) merge(st *set, es []entry) {
 	now := t.nowSec()
+	cutoff := t.cutoff(now)
 	for _, e := range es {
-		t.record(e.hash, min(int64(e.sec), now), now)
+		if s32 := toSec(min(int64(e.sec), now)); s32 >= cutoff {
+			st.record(max(e.hash, 1), s32, cutoff)
+		}
 	}
 }

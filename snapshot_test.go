@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -492,31 +493,195 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			f.Add(buf.Bytes())
 		}
 	}
+	for _, secret := range [][]byte{nil, fuzzSecret} { // version 2: with segments
+		f.Add(segmentedSnapshot(f, &now, 50, secret))
+	}
 	f.Add([]byte(snapMagic))
 	f.Add([]byte("not a snapshot"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		when, es, _, err := decodeSnapshot(bytes.NewReader(b), -1)
+		snap, _, err := decodeSnapshot(bytes.NewReader(b), -1)
 		if err != nil {
 			require.ErrorIs(t, err, ErrBadSnapshot)
 			return
 		}
-		require.LessOrEqual(t, len(es), len(b)/2, "entries beyond what the bytes can hold")
-		for i := 1; i < len(es); i++ {
-			require.Less(t, es[i-1].hash, es[i].hash)
+		total := len(snap.es)
+		for _, d := range snap.dims {
+			for _, v := range d.values {
+				total += len(v.es)
+			}
 		}
-		// What decodes re-encodes to the same entries.
-		m, again, _, err := decodeSnapshot(bytes.NewReader(encodeSnapshot(when, es)), -1)
+		require.LessOrEqual(t, total, len(b)/2, "entries beyond what the bytes can hold")
+		for i := 1; i < len(snap.es); i++ {
+			require.Less(t, snap.es[i-1].hash, snap.es[i].hash)
+		}
+		// What decodes re-encodes to the same snapshot.
+		again, _, err := decodeSnapshot(bytes.NewReader(encodeSnapshot(snap)), -1)
 		require.NoError(t, err)
-		require.Equal(t, es, again)
-		require.Equal(t, when, m)
+		require.Equal(t, snap, again)
 		// Read by a tracker: a keyed snapshot loads only under its secret.
-		for _, tr := range []*Tracker{New(fixed(&now)), New(fixed(&now), WithSecret(fuzzSecret))} {
+		for _, tr := range []*Tracker{
+			New(fixed(&now)), New(fixed(&now), WithSecret(fuzzSecret)),
+			New(fixed(&now), WithDimensions("plan", "platform"), WithMaxValues(2)),
+		} {
 			_, err := tr.ReadFrom(bytes.NewReader(b))
-			if when.keyed && (tr.pn == nil || tr.pn.check != when.check) {
+			if snap.keyed && (tr.pn == nil || tr.pn.check != snap.check) {
 				require.ErrorIs(t, err, ErrBadSnapshot)
 			} else {
 				require.NoError(t, err)
 			}
 		}
 	})
+}
+
+// segmentedSnapshot is a version 2 snapshot of n accounts in plans and
+// platforms, some with no platform.
+func segmentedSnapshot(tb testing.TB, now *time.Time, n int, secret []byte) []byte {
+	opts := []Option{fixed(now), WithRetention(48 * time.Hour), WithDimensions("plan", "platform")}
+	if secret != nil {
+		opts = append(opts, WithSecret(secret))
+	}
+	tr := New(opts...)
+	for i := range n {
+		platform := []string{"ios", "android", "web", ""}[i%4]
+		tr.SeenInAt("user"+strconv.Itoa(i), now.Add(-time.Duration(i)*time.Minute), []string{"free", "pro", "team"}[i%3], platform)
+	}
+	var buf bytes.Buffer
+	if _, err := tr.WriteTo(&buf); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestSnapshotCarriesSegments: version 2 round-trips every segment's
+// accounts, and merges by value name whatever order values arrived in.
+func TestSnapshotCarriesSegments(t *testing.T) {
+	now := t0
+	b := segmentedSnapshot(t, &now, 5000, nil) // ages to ~3.5 days: some past retention
+	assert.Equal(t, uint16(2), binary.LittleEndian.Uint16(b[8:]))
+	src := New(fixed(&now), WithRetention(48*time.Hour), WithDimensions("plan", "platform"))
+	_, err := src.ReadFrom(bytes.NewReader(b))
+	require.NoError(t, err)
+	want := src.CountsBy(snapWindows...)
+	assert.Equal(t, 48*60+1, want.Overall[4])
+	assert.Len(t, want.Dimensions[1].Values, 4, "ios, android, web and the overflow")
+
+	// A tracker that saw values in another order, and more of them, merges by name.
+	dst := New(fixed(&now), WithRetention(48*time.Hour), WithDimensions("plan", "platform"))
+	dst.SeenInAt("user0", now.Add(-time.Hour), "team", "web") // older: the snapshot's time wins
+	_, err = dst.ReadFrom(bytes.NewReader(b))
+	require.NoError(t, err)
+	got := dst.CountsBy(snapWindows...)
+	assert.Equal(t, want.Overall, got.Overall)
+	// user0, now on free and ios by the snapshot, was also on team and web an
+	// hour ago: both gain it in the windows of an hour and more.
+	hourAgo := []int{0, 0, 1, 1, 1}
+	for d, gains := range map[int]string{0: "team", 1: "web"} {
+		for k, v := range want.Dimensions[d].Values {
+			if v.Value == gains {
+				v = ValueCounts{v.Value, add(v.Counts, hourAgo)}
+			}
+			assert.Equal(t, v, got.Dimensions[d].Values[k])
+		}
+	}
+
+	// Loaded by a tracker without dimensions, or with others: the overall
+	// counts, and the dimensions it has.
+	plain := New(fixed(&now), WithRetention(48*time.Hour))
+	_, err = plain.ReadFrom(bytes.NewReader(b))
+	require.NoError(t, err)
+	assert.Equal(t, want.Overall, plain.Counts(snapWindows...))
+	other := New(fixed(&now), WithRetention(48*time.Hour), WithDimensions("region", "platform"))
+	_, err = other.ReadFrom(bytes.NewReader(b))
+	require.NoError(t, err)
+	ob := other.CountsBy(snapWindows...)
+	assert.Equal(t, want.Dimensions[1].Values, ob.Dimensions[1].Values)
+	assert.Equal(t, []ValueCounts{{OverflowValue, make([]int, len(snapWindows))}}, ob.Dimensions[0].Values)
+
+	// With a smaller bound the values beyond it fold into the overflow value,
+	// and Folded still counts only recordings.
+	small := New(fixed(&now), WithRetention(48*time.Hour), WithDimensions("plan"), WithMaxValues(1))
+	_, err = small.ReadFrom(bytes.NewReader(b))
+	require.NoError(t, err)
+	sb := small.CountsBy(snapWindows...)
+	require.Len(t, sb.Dimensions[0].Values, 2)
+	assert.Equal(t, sb.Overall, add(sb.Dimensions[0].Values[0].Counts, sb.Dimensions[0].Values[1].Counts), "each account in one plan")
+	assert.Zero(t, sb.Dimensions[0].Folded)
+
+	// Under a secret: every segment's hashes are pseudonyms too, and read back.
+	keyed := segmentedSnapshot(t, &now, 5000, fuzzSecret)
+	ktr := New(fixed(&now), WithRetention(48*time.Hour), WithDimensions("plan", "platform"), WithSecret(fuzzSecret))
+	_, err = ktr.ReadFrom(bytes.NewReader(keyed))
+	require.NoError(t, err)
+	assert.Equal(t, want, ktr.CountsBy(snapWindows...))
+	snap, _, err := decodeSnapshot(bytes.NewReader(keyed), -1)
+	require.NoError(t, err)
+	plainSnap, _, err := decodeSnapshot(bytes.NewReader(b), -1)
+	require.NoError(t, err)
+	assert.NotEqual(t, plainSnap.dims[0].values[0].es[0].hash, snap.dims[0].values[0].es[0].hash)
+}
+
+func add(a, b []int) []int {
+	c := make([]int, len(a))
+	for i := range a {
+		c[i] = a[i] + b[i]
+	}
+	return c
+}
+
+// TestSegmentedSnapshotBadInput: every truncation of a version 2 snapshot,
+// and every single-bit flip in its segments section, is refused with
+// ErrBadSnapshot and changes nothing.
+func TestSegmentedSnapshotBadInput(t *testing.T) {
+	now := t0
+	b := segmentedSnapshot(t, &now, 40, nil)
+	tr := New(fixed(&now), WithRetention(48*time.Hour), WithDimensions("plan", "platform"))
+	tr.SeenIn("already", "pro", "ios")
+	before := tr.CountsBy(snapWindows...)
+	for n := range len(b) {
+		_, err := tr.ReadFrom(bytes.NewReader(b[:n]))
+		require.ErrorIs(t, err, ErrBadSnapshot, "truncated to %d of %d bytes", n, len(b))
+	}
+	snap, _, err := decodeSnapshot(bytes.NewReader(b), -1)
+	require.NoError(t, err)
+	section := len(encodeSnapshot(snapshot{snapMeta: snap.snapMeta, es: snap.es})) - snapTrailer
+	for i := section; i < len(b)-snapTrailer; i++ {
+		for bit := range 8 {
+			c := bytes.Clone(b)
+			c[i] ^= 1 << bit
+			_, err := tr.ReadFrom(bytes.NewReader(c))
+			require.ErrorIs(t, err, ErrBadSnapshot, "bit %d of byte %d", bit, i)
+		}
+	}
+	assert.Equal(t, before, tr.CountsBy(snapWindows...), "nothing loaded")
+
+	// A hostile segments section: counts beyond the bounds, refused by the
+	// header of the section alone.
+	for name, section := range map[string][]byte{
+		"dimensions": binary.AppendUvarint(nil, MaxDimensions+1),
+		"values":     append(appendString(binary.AppendUvarint(nil, 1), "plan"), binary.AppendUvarint(nil, MaxValues+2)...),
+		"long value": append(append(appendString(binary.AppendUvarint(nil, 1), "plan"), 1), appendString(nil, strings.Repeat("x", MaxValueLen+1))...),
+		"bad name":   appendString(binary.AppendUvarint(nil, 1), "window"),
+	} {
+		v2 := encodeSnapshot(snapshot{snapMeta: snapMeta{now: now.Unix(), v2: true}})
+		v2 = append(v2[:len(v2)-snapTrailer-1], section...) // replace "0 dimensions"
+		v2 = binary.LittleEndian.AppendUint32(v2, crc32.Checksum(v2, castagnoli))
+		_, err := tr.ReadFrom(bytes.NewReader(v2))
+		require.ErrorIs(t, err, ErrBadSnapshot, name)
+		assert.Contains(t, err.Error(), "corrupt", name)
+	}
+}
+
+// TestVersion1StillLoads: a version 1 snapshot (what a tracker without
+// dimensions writes, and every earlier build wrote) loads into a tracker with
+// dimensions: its accounts count overall.
+func TestVersion1StillLoads(t *testing.T) {
+	now := t0
+	_, b := snapshotOf(t, &now, 300)
+	assert.Equal(t, uint16(1), binary.LittleEndian.Uint16(b[8:]))
+	tr := New(fixed(&now), WithRetention(48*time.Hour), WithDimensions("plan"))
+	_, err := tr.ReadFrom(bytes.NewReader(b))
+	require.NoError(t, err)
+	bd := tr.CountsBy(time.Hour)
+	assert.Equal(t, []int{61}, bd.Overall)
+	assert.Equal(t, []int{0}, bd.Dimensions[0].Values[0].Counts)
 }
