@@ -21,7 +21,7 @@ const (
 	// segments. A tracker without writes version 1, which older builds read.
 	snapVersion  = 2
 	snapVersion1 = 1
-	snapHashXX  = 1 // xxhash64 of the uid's bytes, seed 0
+	snapHashXX   = 1 // xxhash64 of the uid's bytes, seed 0
 	// snapHashKeyed: snapHashXX under the keyed permutation of WithSecret;
 	// header bytes 33–39 identify the key (Tracker.SecretCheck).
 	snapHashKeyed = 2
