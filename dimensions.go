@@ -270,3 +270,49 @@ func (t *Tracker) countsBy(at, now int64, windows []time.Duration) Breakdown {
 	}
 	return b
 }
+
+// Segment names one segment: a dimension and one of its values.
+type Segment struct{ Dimension, Value string }
+
+// Segments returns every segment the tracker has: each dimension's values in
+// the order they arrived, then its OverflowValue. Values are never removed,
+// so a segment once returned is returned by every later call.
+func (t *Tracker) Segments() []Segment {
+	var out []Segment
+	for _, d := range t.dims {
+		vals, _ := d.snapshot()
+		for _, v := range vals {
+			out = append(out, Segment{d.name, v.name})
+		}
+	}
+	return out
+}
+
+// AppendSegmentEntries is AppendEntries for the accounts of one segment:
+// those recorded in it by SeenIn, each with its last activity in that
+// segment. It appends nothing for a segment the tracker does not have. The
+// auredis package pushes each segment this way.
+func (t *Tracker) AppendSegmentEntries(dst []Entry, s Segment, since time.Time) []Entry {
+	st := t.segmentSet(s)
+	if st == nil {
+		return dst
+	}
+	t.forEntries(st, toSec(since.Unix()), func(n int) { dst = slices.Grow(dst, n) }, func(key uint64, sec uint32) {
+		dst = append(dst, Entry{Hash: key, Last: int64(sec)})
+	})
+	return dst
+}
+
+// segmentSet returns the set of segment s, or nil.
+func (t *Tracker) segmentSet(s Segment) *set {
+	for _, d := range t.dims {
+		if d.name != s.Dimension {
+			continue
+		}
+		if s.Value == OverflowValue {
+			return d.overflow
+		}
+		return (*d.sets.Load())[s.Value]
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -319,4 +320,33 @@ func TestPairMemory(t *testing.T) {
 	perAccount := float64(st.Bytes) / float64(st.Entries)
 	t.Logf("%.1f bytes a pair (%d segments), %.1f bytes an account", perPair, st.PairSegments, perAccount)
 	assert.LessOrEqual(t, perPair, 20.0)
+}
+
+func TestSegmentEntries(t *testing.T) {
+	now := t0
+	tr := New(WithDimensions("plan", "platform"), WithMaxValues(2), fixed(&now))
+	tr.SeenInAt("a", now.Add(-time.Hour), "pro", "ios")
+	tr.SeenIn("b", "pro")
+	tr.SeenIn("c", "free", "web")
+	tr.SeenIn("d", "team") // folded
+	assert.Equal(t, []Segment{
+		{"plan", "pro"}, {"plan", "free"}, {"plan", OverflowValue},
+		{"platform", "ios"}, {"platform", "web"}, {"platform", OverflowValue},
+	}, tr.Segments())
+	hashes := func(es []Entry) map[uint64]int64 {
+		m := map[uint64]int64{}
+		for _, e := range es {
+			m[e.Hash] = e.Last
+		}
+		return m
+	}
+	h := func(uid string) uint64 { return xxhash.Sum64String(uid) }
+	assert.Equal(t, map[uint64]int64{h("a"): now.Add(-time.Hour).Unix(), h("b"): now.Unix()},
+		hashes(tr.AppendSegmentEntries(nil, Segment{"plan", "pro"}, time.Time{})))
+	assert.Equal(t, map[uint64]int64{h("b"): now.Unix()},
+		hashes(tr.AppendSegmentEntries(nil, Segment{"plan", "pro"}, now.Add(-time.Minute))), "since")
+	assert.Equal(t, map[uint64]int64{h("d"): now.Unix()},
+		hashes(tr.AppendSegmentEntries(nil, Segment{"plan", OverflowValue}, time.Time{})))
+	assert.Empty(t, tr.AppendSegmentEntries(nil, Segment{"plan", "nope"}, time.Time{}))
+	assert.Empty(t, tr.AppendSegmentEntries(nil, Segment{"region", "eu"}, time.Time{}))
 }
