@@ -316,3 +316,14 @@ func (t *Tracker) segmentSet(s Segment) *set {
 	}
 	return nil
 }
+
+// Folded returns, for each dimension in WithDimensions order, how many
+// recordings went to OverflowValue since the tracker was made: what CountsBy
+// reports as DimensionCounts.Folded, without a pass over the accounts.
+func (t *Tracker) Folded() []uint64 {
+	out := make([]uint64, len(t.dims))
+	for i, d := range t.dims {
+		out[i] = d.folded.Load()
+	}
+	return out
+}

@@ -66,6 +66,7 @@ type Cluster struct {
 	cfg      config
 	keys     []string
 	registry string // hash: instance id → "heartbeat-ms epoch-ms"; "config" → configuration; its node's clock is the reference
+	segments string // set: every segment ("dimension=value") any instance has pushed
 	setup    string // what every instance must agree on: key count, hash function
 	id       string // this instance's id, random
 	mark     string // this instance's marker member in each key
@@ -75,6 +76,7 @@ type Cluster struct {
 	lastAll time.Time  // start of the last push of everything to every key
 	epoch   int64      // Redis time (ms) of the last completed push; 0 before the first
 	pending *pending   // a push that failed halfway, to resume
+	segs    []string   // the segments the last completed push marked
 	buf     []activeusers.Entry
 	// pendingSent is what the last completed push sent, for Stats.
 	pendingSent int
@@ -165,6 +167,7 @@ func newCluster(t *activeusers.Tracker, rdb redis.UniversalClient, cfg config) *
 	c := &Cluster{
 		t: t, rdb: rdb, cfg: cfg, keys: keys,
 		registry: "{" + cfg.name + "}:instances", // not one of the keys: the same whatever WithKeys
+		segments: "{" + cfg.name + "}:segments",
 		setup:    fmt.Sprintf("keys=%d hash=%s", cfg.keys, hashName(t)),
 		id:       id,
 		mark:     markPrefix + id,
@@ -240,9 +243,12 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 			return
 		}
 		left := peer{heartbeat: c.redisNowMs(), left: true}
+		c.pushMu.Lock()
+		keys := c.allKeys(c.segs)
+		c.pushMu.Unlock()
 		err = c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
 			pipe.HSet(ctx, c.registry, c.id, left.String())
-			for _, k := range c.keys {
+			for _, k := range keys {
 				pipe.ZRem(ctx, k, c.mark)
 			}
 		})

@@ -3,11 +3,14 @@ package auredis
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/activeusers/activeusers"
 )
 
 // Result is a cluster-wide count and how far to trust it.
@@ -33,6 +36,12 @@ type Result struct {
 	// ClockOffset is the Redis server's clock minus this instance's tracker
 	// clock, as measured at its latest push.
 	ClockOffset time.Duration
+	// Dimensions has, for each of the tracker's dimensions, the cluster's
+	// count of every value any instance has pushed (sorted, then
+	// OverflowValue), with the same guarantees as Counts: Complete covers
+	// the segments' keys too. Folded is this instance's own. Nil for a
+	// tracker without dimensions.
+	Dimensions []activeusers.DimensionCounts
 }
 
 // IsComplete says whether the counts are the whole cluster's with every live
@@ -73,11 +82,29 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 	}
 	ret := c.t.Retention()
 	ref := at.Add(offset).Unix()
-	zcounts := make([][]*redis.IntCmd, len(c.keys))
-	marks := make([]*redis.ZSliceCmd, len(c.keys))
+	// The segments of the tracker's dimensions that any instance pushed.
+	dims := c.t.Dimensions()
+	var segs []string
+	if len(dims) > 0 {
+		var members *redis.StringSliceCmd
+		if err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+			members = pipe.SMembers(ctx, c.segments)
+		}); err != nil {
+			c.lostContact()
+			return Result{}, err
+		}
+		for _, s := range mergeSegments(members.Val(), nil) {
+			if slices.Contains(dims, parseSegment(s).Dimension) {
+				segs = append(segs, s)
+			}
+		}
+	}
+	keys := c.allKeys(segs)
+	zcounts := make([][]*redis.IntCmd, len(keys))
+	marks := make([]*redis.ZSliceCmd, len(keys))
 	var reg *redis.MapStringStringCmd
 	err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
-		for j, k := range c.keys {
+		for j, k := range keys {
 			zcounts[j] = make([]*redis.IntCmd, len(windows))
 			for i, w := range windows {
 				if w < 0 {
@@ -95,11 +122,41 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 		return Result{}, err
 	}
 	r := Result{Counts: make([]int, len(windows)), Cluster: true, ClockOffset: offset}
-	for _, cmds := range zcounts {
-		for i, cmd := range cmds {
-			if cmd != nil {
-				r.Counts[i] += int(cmd.Val())
+	sum := func(cmds [][]*redis.IntCmd) []int {
+		counts := make([]int, len(windows))
+		for _, cmds := range cmds {
+			for i, cmd := range cmds {
+				if cmd != nil {
+					counts[i] += int(cmd.Val())
+				}
 			}
+		}
+		return counts
+	}
+	k := len(c.keys)
+	r.Counts = sum(zcounts[:k])
+	if len(dims) > 0 {
+		folded := c.t.Folded()
+		r.Dimensions = make([]activeusers.DimensionCounts, len(dims))
+		for i, d := range dims {
+			r.Dimensions[i] = activeusers.DimensionCounts{Name: d, Folded: folded[i]}
+		}
+		overflow := make([][]int, len(dims))
+		for s, name := range segs {
+			seg := parseSegment(name)
+			i := slices.Index(dims, seg.Dimension)
+			counts := sum(zcounts[(1+s)*k : (2+s)*k])
+			if seg.Value == activeusers.OverflowValue {
+				overflow[i] = counts
+				continue
+			}
+			r.Dimensions[i].Values = append(r.Dimensions[i].Values, activeusers.ValueCounts{Value: seg.Value, Counts: counts})
+		}
+		for i := range dims { // sorted already (segs is); the overflow value last, always
+			if overflow[i] == nil {
+				overflow[i] = make([]int, len(windows))
+			}
+			r.Dimensions[i].Values = append(r.Dimensions[i].Values, activeusers.ValueCounts{Value: activeusers.OverflowValue, Counts: overflow[i]})
 		}
 	}
 	nowMs := c.redisNowMs()
@@ -120,7 +177,7 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 			peers[c.id] = peer{heartbeat: nowMs} // its push is not whole
 		}
 	}
-	held := make([]map[string]float64, len(c.keys))
+	held := make([]map[string]float64, len(keys))
 	for j, cmd := range marks {
 		held[j] = map[string]float64{}
 		for _, z := range cmd.Val() {
@@ -158,7 +215,8 @@ func (c *Cluster) CountsOrLocal(ctx context.Context, windows ...time.Duration) (
 	c.mu.Lock()
 	offset := c.offset
 	c.mu.Unlock()
-	return Result{Counts: c.t.Counts(windows...), Instances: 1, Complete: 1, ClockOffset: offset}, err
+	b := c.t.CountsBy(windows...)
+	return Result{Counts: b.Overall, Dimensions: b.Dimensions, Instances: 1, Complete: 1, ClockOffset: offset}, err
 }
 
 // MemoryUsage returns the bytes Redis uses for the sorted sets (MEMORY USAGE,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/activeusers/activeusers"
 )
 
 // markPrefix starts each instance's marker member. Account members are 8
@@ -27,14 +29,20 @@ const batchesPerTrip = 16
 // pending is a push that has sent part of its entries (c.buf[:next]); the
 // next push carries on from there unless Redis lost what it had sent.
 type pending struct {
-	start time.Time // tracker time the push covers up to
-	all   []bool    // per key: everything held, not only what changed since c.since
-	next  int
-	sent  int
+	start  time.Time // tracker time the push covers up to
+	keys   []string  // the keys it pushes to: the accounts', then each segment's
+	blocks []block   // where each set's entries end in c.buf
+	all    []bool    // per key: everything held, not only what changed since c.since
+	next   int
+	sent   int
 	// repair: it resends what Redis lost or carries on from a failed push,
 	// so Redis lacks more than the usual interval's accounts until it ends.
 	repair bool
 }
+
+// block is one set's entries in a push's buffer: they end at end, and go to
+// the K keys from first.
+type block struct{ end, first int }
 
 // peer is what the registry says of one instance: "heartbeat epoch
 // interval", with " behind" while it repairs, or "heartbeat left".
@@ -142,9 +150,12 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 		timeCmd  *redis.Cmd
 		setupCmd *redis.StringCmd
 		reg      *redis.MapStringStringCmd
-		marks    = make([]*redis.FloatCmd, len(c.keys))
+		segsCmd  *redis.StringSliceCmd
+		before   = c.allKeys(c.segs) // the keys as of the last push
+		marks    = make([]*redis.FloatCmd, len(before))
+		local    = segmentNames(c.t.Segments())
 	)
-	local := c.t.Now()
+	localNow := c.t.Now()
 	sentAt := time.Now()
 	// Registering here, before any data, lets the others know this instance
 	// exists — and expect its push — from its first round trip.
@@ -155,7 +166,11 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 		pipe.HSetNX(ctx, c.registry, "config", c.setup)
 		setupCmd = pipe.HGet(ctx, c.registry, "config")
 		reg = pipe.HGetAll(ctx, c.registry)
-		for j, k := range c.keys {
+		if len(local) > 0 {
+			pipe.SAdd(ctx, c.segments, local) // go-redis flattens a []string into members
+		}
+		segsCmd = pipe.SMembers(ctx, c.segments)
+		for j, k := range before {
 			marks[j] = pipe.ZScore(ctx, k, c.mark)
 		}
 	})
@@ -170,7 +185,7 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 	if got := setupCmd.Val(); got != c.setup {
 		return false, false, fmt.Errorf("the cluster registered in %s has %q, this instance %q: every instance needs the same WithKeys and secret", c.registry, got, c.setup)
 	}
-	offset := c.measured(local, c.t.Now(), sentAt, redisNow)
+	offset := c.measured(localNow, c.t.Now(), sentAt, redisNow)
 	if !c.exactOffset() {
 		// That reading crossed a tracker second: read again rather than push
 		// with an offset that may be a second off.
@@ -181,15 +196,30 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 	now := func() int64 { return redisNow.Add(time.Since(sentAt)).UnixMilli() }
 	departed := c.learn(reg.Val(), redisNow.UnixMilli())
 
+	// Every segment any instance has: this instance marks all of their keys,
+	// so that a reader counting a segment finds every instance's mark there.
+	segs := mergeSegments(segsCmd.Val(), local)
+	keys := c.allKeys(segs)
+	markOf := make(map[string]*redis.FloatCmd, len(before))
+	for j, k := range before {
+		markOf[k] = marks[j]
+	}
 	p := c.pending
-	intact := make([]bool, len(c.keys))
+	if p != nil && !slices.Equal(p.keys, keys) {
+		p = nil // segments appeared meanwhile: start again with their keys
+	}
+	intact := make([]bool, len(keys))
 	var lost []string
-	for j, m := range marks {
+	for j, k := range keys {
+		m, known := markOf[k]
+		if !known {
+			continue // a segment new to this instance: everything goes to it
+		}
 		// A mark newer than the last push completed is this instance's own,
 		// from a push whose last round trip failed after marking the keys.
 		intact[j] = c.epoch > 0 && m.Err() == nil && m.Val() <= -float64(c.epoch)
 		if !intact[j] && c.epoch > 0 {
-			lost = append(lost, c.keys[j])
+			lost = append(lost, k)
 		}
 		if !intact[j] && p != nil && !p.all[j] {
 			p = nil // Redis lost some of what the failed push sent: start again
@@ -202,7 +232,7 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 		resumed, p.repair = true, true
 	} else {
 		start := c.t.Now()
-		p = &pending{start: start, all: make([]bool, len(c.keys))}
+		p = &pending{start: start, keys: keys, all: make([]bool, len(keys))}
 		everything := start.Sub(c.lastAll) >= c.cfg.fullEvery || start.Before(c.since)
 		from := c.since
 		for j := range p.all {
@@ -212,6 +242,11 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 			}
 		}
 		c.buf = c.t.AppendEntries(c.buf[:0], from)
+		p.blocks = append(p.blocks, block{end: len(c.buf)})
+		for i, s := range segs {
+			c.buf = c.t.AppendSegmentEntries(c.buf, parseSegment(s), from)
+			p.blocks = append(p.blocks, block{end: len(c.buf), first: (1 + i) * len(c.keys)})
+		}
 		p.repair = len(lost) > 0
 		c.pending = p
 	}
@@ -223,22 +258,25 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 	oldest := nowSec - int64(c.t.Retention()/time.Second)
 	since := c.since.Unix()
 	epoch := max(redisNow.UnixMilli(), c.epoch+1)
-	zs := make([][]redis.Z, len(c.keys))
+	zs := make([][]redis.Z, len(keys))
 	for {
 		var i, sent int
 		var last bool
 		err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
 			flush := func(j int) {
 				if len(zs[j]) > 0 {
-					pipe.ZAddGT(ctx, c.keys[j], zs[j]...) // copies the members into its arguments
+					pipe.ZAddGT(ctx, keys[j], zs[j]...) // copies the members into its arguments
 					sent += len(zs[j])
 					zs[j] = zs[j][:0]
 				}
 			}
-			batches := 0
+			batches, b := 0, 0
 			for i = p.next; i < len(c.buf) && batches < batchesPerTrip; i++ {
+				for i >= p.blocks[b].end {
+					b++
+				}
 				e := c.buf[i]
-				j := keyOf(e.Hash, len(c.keys))
+				j := p.blocks[b].first + keyOf(e.Hash, len(c.keys))
 				score := min(e.Last+offSec, nowSec) // on Redis's clock, never ahead of it
 				if (!p.all[j] && e.Last < since) || score < oldest {
 					continue
@@ -256,13 +294,13 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 			me := peer{heartbeat: now(), epoch: c.epoch, interval: c.cfg.interval.Milliseconds(), behind: p.repair}
 			if last {
 				cut := "(" + strconv.FormatInt(oldest, 10)
-				for _, k := range c.keys {
+				for _, k := range keys {
 					pipe.ZAdd(ctx, k, redis.Z{Score: -float64(epoch), Member: c.mark})
 					pipe.ZRemRangeByScore(ctx, k, "0", cut)
 				}
 				for _, id := range departed {
 					pipe.HDel(ctx, c.registry, id)
-					for _, k := range c.keys {
+					for _, k := range keys {
 						pipe.ZRem(ctx, k, markPrefix+id)
 					}
 				}
@@ -289,11 +327,49 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 		return full, resumed, err // the next push marks the keys again, then the registry
 	}
 	c.epoch, c.since, c.pending, c.pendingSent = epoch, p.start, nil, p.sent
+	c.segs = segs
 	c.doneEpoch.Store(epoch)
 	if !slices.Contains(p.all, false) {
 		c.lastAll = p.start
 	}
 	return full, resumed, nil
+}
+
+// allKeys returns the accounts' keys followed by each segment's: segment s's
+// key j shares the hash tag, and so the slot and node, of the accounts' key
+// j.
+func (c *Cluster) allKeys(segs []string) []string {
+	keys := slices.Clone(c.keys)
+	for _, s := range segs {
+		for _, k := range c.keys {
+			keys = append(keys, k+":"+s)
+		}
+	}
+	return keys
+}
+
+// segmentNames names segments as the cluster's segment set holds them:
+// "dimension=value". A dimension is a label name, without "=", so the first
+// "=" splits a name back.
+func segmentNames(segs []activeusers.Segment) []string {
+	names := make([]string, len(segs))
+	for i, s := range segs {
+		names[i] = s.Dimension + "=" + s.Value
+	}
+	return names
+}
+
+func parseSegment(name string) activeusers.Segment {
+	d, v, _ := strings.Cut(name, "=")
+	return activeusers.Segment{Dimension: d, Value: v}
+}
+
+// mergeSegments returns the union of two lists of segment names, sorted, so
+// that every instance orders the same segments the same way.
+func mergeSegments(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // timeScript reads the Redis server's clock on the node holding its key (the
