@@ -13,12 +13,20 @@
 //
 // The window series are nested (everyone in the 24h figure is in the 7d one):
 // never sum across the window attribute.
+//
+// A tracker made WithDimensions("plan", "platform") is reported from one
+// CountsBy call a collection: the overall points with the window attribute
+// alone, and each segment's with the window and its dimension's attribute,
+// keyed by the dimension's name (plan="pro"); the observable counter
+// FoldedName counts, by attribute DimensionAttribute, the recordings folded
+// into activeusers.OverflowValue.
 package auotel
 
 import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +60,9 @@ type ClusterCounts struct {
 	Instances   int
 	Complete    int
 	ClockOffset time.Duration
+	// Dimensions is the breakdown by segment, for a tracker with dimensions;
+	// a source that leaves it nil gets no segment points.
+	Dimensions []activeusers.DimensionCounts
 }
 
 // CountsFunc is a source of counts other than the tracker. With auredis:
@@ -81,6 +92,14 @@ const (
 // "complete") and ClusterClockOffsetName (s, the cluster's reference clock
 // minus this instance's). Default: the tracker's own counts, no extra gauges.
 func WithCluster(fn CountsFunc) Option { return func(c *config) { c.cluster = fn } }
+
+// FoldedName is the counter of recordings folded into
+// activeusers.OverflowValue, for a tracker with dimensions, with the
+// attribute DimensionAttribute naming the dimension.
+const (
+	FoldedName         = "activeusers.values_folded"
+	DimensionAttribute = "activeusers.dimension"
+)
 
 // Default names, after OpenTelemetry's semantic conventions for naming.
 const (
@@ -150,6 +169,35 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 		return nil, fmt.Errorf("auotel: %w", err)
 	}
 	instruments := []metric.Observable{gauge}
+	dims := t.Dimensions()
+	var folded metric.Int64ObservableCounter
+	if len(dims) > 0 {
+		folded, err = meter.Int64ObservableCounter(FoldedName, metric.WithUnit("{recording}"),
+			metric.WithDescription("Recordings whose value was folded into "+activeusers.OverflowValue+" (beyond the tracker's bound of values, too long or not UTF-8), by dimension."))
+		if err != nil {
+			release(key)
+			return nil, fmt.Errorf("auotel: %w", err)
+		}
+		instruments = append(instruments, folded)
+	}
+	// segment observes one dimension's breakdown.
+	segment := func(o metric.Observer, b []activeusers.DimensionCounts) {
+		for _, d := range b {
+			if !slices.Contains(dims, d.Name) {
+				continue
+			}
+			for _, v := range d.Values {
+				if len(v.Counts) != len(windows) {
+					continue
+				}
+				for i, n := range v.Counts {
+					o.ObserveInt64(gauge, int64(n), metric.WithAttributes(
+						attribute.String(c.windowKey, activeusers.WindowLabel(windows[i])), attribute.String(d.Name, v.Value)))
+				}
+			}
+			o.ObserveInt64(folded, int64(d.Folded), metric.WithAttributes(attribute.String(DimensionAttribute, d.Name)))
+		}
+	}
 	var complete, instances metric.Int64ObservableGauge
 	var offset metric.Float64ObservableGauge
 	if c.cluster != nil {
@@ -176,9 +224,16 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 			return err // the collection was cancelled or timed out: skip the walk
 		}
 		if c.cluster == nil {
-			for i, n := range t.Counts(windows...) {
+			b := activeusers.Breakdown{}
+			if len(dims) == 0 {
+				b.Overall = t.Counts(windows...)
+			} else {
+				b = t.CountsBy(windows...)
+			}
+			for i, n := range b.Overall {
 				o.ObserveInt64(gauge, int64(n), attrs[i])
 			}
+			segment(o, b.Dimensions)
 			return nil
 		}
 		r, _ := c.cluster(ctx, windows...)
@@ -188,6 +243,7 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 		for i, n := range r.Counts {
 			o.ObserveInt64(gauge, int64(n), attrs[i])
 		}
+		segment(o, r.Dimensions)
 		done := int64(0)
 		if r.Cluster && r.Complete == r.Instances {
 			done = 1

@@ -228,3 +228,50 @@ func TestGaugeCluster(t *testing.T) {
 	assert.Equal(t, 1.0, got["activeusers.cluster.complete"])
 	assert.Equal(t, 40.0, got["activeusers.count 24h"])
 }
+
+// TestGaugeSegments: a tracker with dimensions reports the overall points
+// with the window attribute alone, each segment's with its dimension's
+// attribute too, and the folded counter by dimension.
+func TestGaugeSegments(t *testing.T) {
+	now := t0
+	tr := activeusers.New(activeusers.WithClock(func() time.Time { return now }),
+		activeusers.WithDimensions("plan", "platform"), activeusers.WithMaxValues(1))
+	tr.SeenIn("a", "pro", "ios")
+	tr.SeenIn("b", "free", "ios") // free: folded
+	tr.SeenInAt("c", now.Add(-3*24*time.Hour), "pro")
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	_, err := Register(mp.Meter("test"), tr)
+	require.NoError(t, err)
+
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	points := map[string]int64{} // "window plan platform" → value
+	folded := map[string]int64{}
+	for _, m := range rm.ScopeMetrics[0].Metrics {
+		switch data := m.Data.(type) {
+		case metricdata.Gauge[int64]:
+			for _, p := range data.DataPoints {
+				w, _ := p.Attributes.Value(DefaultWindowAttribute)
+				plan, _ := p.Attributes.Value("plan")
+				platform, _ := p.Attributes.Value("platform")
+				points[w.AsString()+" "+plan.AsString()+" "+platform.AsString()] = p.Value
+				assert.LessOrEqual(t, p.Attributes.Len(), 2, "the window and at most one dimension")
+			}
+		case metricdata.Sum[int64]:
+			assert.Equal(t, FoldedName, m.Name)
+			assert.True(t, data.IsMonotonic)
+			for _, p := range data.DataPoints {
+				d, _ := p.Attributes.Value(DimensionAttribute)
+				folded[d.AsString()] = p.Value
+			}
+		}
+	}
+	assert.Equal(t, map[string]int64{
+		"24h  ": 2, "7d  ": 3,
+		"24h pro ": 1, "7d pro ": 2, "24h __overflow__ ": 1, "7d __overflow__ ": 1,
+		"24h  ios": 2, "7d  ios": 2, "24h  __overflow__": 0, "7d  __overflow__": 0,
+	}, points)
+	assert.Equal(t, map[string]int64{"plan": 1, "platform": 0}, folded)
+}

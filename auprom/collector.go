@@ -27,11 +27,37 @@
 // which exposes window="24h", "7d" and "30d". Stickiness (DAU/MAU) in PromQL:
 //
 //	active_users{window="24h"} / ignoring(window) active_users{window="30d"}
+//
+// # Segments
+//
+// A tracker made WithDimensions("plan", "platform") is exported from one
+// CountsBy call a scrape: the same metric with one label per dimension, the
+// overall series with every dimension label empty (which Prometheus stores as
+// absent) and each segment's series with its own dimension's label set:
+//
+//	active_users{window="24h"} 48211
+//	active_users{plan="free",window="24h"} 41002
+//	active_users{plan="pro",window="24h"} 7300
+//	active_users{platform="ios",window="24h"} 20017
+//	active_users_values_folded_total{dimension="plan"} 0
+//
+// Select the overall figure with every dimension label empty —
+// active_users{window="24h",plan="",platform=""} — and one dimension's
+// breakdown with its label non-empty: active_users{window="24h",plan!=""}.
+// An account on two platforms counts once in each, so a dimension's series
+// need not sum to the overall one. The labels' values are bounded by the
+// tracker's WithMaxValues, plus activeusers.OverflowValue; the counter says
+// how many recordings were folded into it. Share of active users per plan,
+// and DAU/MAU per plan:
+//
+//	active_users{window="24h",plan!=""} / ignoring(plan) group_left active_users{window="24h",plan="",platform=""}
+//	active_users{window="24h",plan!=""} / ignoring(window) active_users{window="30d",plan!=""}
 package auprom
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,6 +92,9 @@ type ClusterCounts struct {
 	Instances   int
 	Complete    int
 	ClockOffset time.Duration
+	// Dimensions is the breakdown by segment, for a tracker with dimensions;
+	// a source that leaves it nil gets no segment series.
+	Dimensions []activeusers.DimensionCounts
 }
 
 // CountsFunc is a source of counts other than the tracker. With auredis:
@@ -127,6 +156,8 @@ type Collector struct {
 	desc    *prometheus.Desc
 	windows []time.Duration
 	labels  []string
+	dims    []string // the tracker's dimensions: a label each
+	folded  *prometheus.Desc
 	cluster CountsFunc
 	timeout time.Duration
 	// With WithCluster:
@@ -156,9 +187,10 @@ func NewCollector(t *activeusers.Tracker, opts ...Option) (*Collector, error) {
 	if !model.LegacyValidation.IsValidMetricName(fq) {
 		return nil, fmt.Errorf("auprom: %q is not a valid metric name", fq)
 	}
+	dims := t.Dimensions()
 	for l := range c.constLabels {
-		if l == "window" {
-			return nil, fmt.Errorf("auprom: the const label \"window\" clashes with the window label")
+		if l == "window" || slices.Contains(dims, l) {
+			return nil, fmt.Errorf("auprom: the const label %q clashes with the window or a dimension label", l)
 		}
 		if !model.LegacyValidation.IsValidLabelName(l) {
 			return nil, fmt.Errorf("auprom: %q is not a valid label name", l)
@@ -166,7 +198,8 @@ func NewCollector(t *activeusers.Tracker, opts ...Option) (*Collector, error) {
 	}
 	col := &Collector{
 		t:       t,
-		desc:    prometheus.NewDesc(fq, c.help, []string{"window"}, c.constLabels),
+		desc:    prometheus.NewDesc(fq, c.help, append([]string{"window"}, dims...), c.constLabels),
+		dims:    dims,
 		windows: append([]time.Duration(nil), c.windows...),
 		cluster: c.cluster,
 		timeout: c.timeout,
@@ -183,6 +216,10 @@ func NewCollector(t *activeusers.Tracker, opts ...Option) (*Collector, error) {
 			"Instances the cluster knows (state=known) and those whose latest push is whole in "+fq+" (state=complete).", []string{"state"}, c.constLabels)
 		col.offset = prometheus.NewDesc(fq+"_cluster_clock_offset_seconds",
 			"The cluster's reference clock (the Redis server's) minus this instance's.", nil, c.constLabels)
+	}
+	if len(dims) > 0 {
+		col.folded = prometheus.NewDesc(fq+"_values_folded_total",
+			"Recordings whose value was folded into "+activeusers.OverflowValue+" (beyond the tracker's bound of values, too long or not UTF-8), by dimension.", []string{"dimension"}, c.constLabels)
 	}
 	for _, w := range c.windows {
 		col.labels = append(col.labels, activeusers.WindowLabel(w))
@@ -208,6 +245,9 @@ func MustNewCollector(t *activeusers.Tracker, opts ...Option) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.desc
+	if c.folded != nil {
+		ch <- c.folded
+	}
 	if c.cluster != nil {
 		ch <- c.reachable
 		ch <- c.complete
@@ -216,11 +256,18 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect implements prometheus.Collector with one Counts call.
+// Collect implements prometheus.Collector with one Counts call (CountsBy,
+// for a tracker with dimensions).
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	var counts []int
+	var dims []activeusers.DimensionCounts
 	if c.cluster == nil {
-		counts = c.t.Counts(c.windows...)
+		if len(c.dims) == 0 {
+			counts = c.t.Counts(c.windows...)
+		} else {
+			b := c.t.CountsBy(c.windows...)
+			counts, dims = b.Overall, b.Dimensions
+		}
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		r, _ := c.cluster(ctx, c.windows...)
@@ -228,7 +275,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if len(r.Counts) != len(c.windows) { // a broken source: say so, report local
 			r = ClusterCounts{Counts: c.t.Counts(c.windows...)}
 		}
-		counts = r.Counts
+		counts, dims = r.Counts, r.Dimensions
 		whole := r.Cluster && r.Complete == r.Instances
 		ch <- prometheus.MustNewConstMetric(c.reachable, prometheus.GaugeValue, b2f(r.Cluster))
 		ch <- prometheus.MustNewConstMetric(c.complete, prometheus.GaugeValue, b2f(whole))
@@ -236,8 +283,28 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(r.Complete), "complete")
 		ch <- prometheus.MustNewConstMetric(c.offset, prometheus.GaugeValue, r.ClockOffset.Seconds())
 	}
+	lv := make([]string, 1+len(c.dims)) // window, then each dimension's value or ""
 	for i, n := range counts {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), c.labels[i])
+		lv[0] = c.labels[i]
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), lv...)
+	}
+	for _, d := range dims {
+		k := slices.Index(c.dims, d.Name)
+		if k < 0 {
+			continue // a source's dimension the tracker does not have
+		}
+		for _, v := range d.Values {
+			if len(v.Counts) != len(c.windows) {
+				continue
+			}
+			lv[1+k] = v.Value
+			for i, n := range v.Counts {
+				lv[0] = c.labels[i]
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), lv...)
+			}
+		}
+		lv[1+k] = ""
+		ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(d.Folded), d.Name)
 	}
 }
 

@@ -159,3 +159,72 @@ active_users_cluster_reachable 0
 	_, err = NewCollector(tr, WithCluster(fn, 0))
 	assert.ErrorContains(t, err, "positive timeout")
 }
+
+// TestCollectorSegments: a tracker with dimensions exports the overall
+// series with the dimension labels empty, each segment's with its own, and
+// the folded counter, from one CountsBy; a cluster source's breakdown is
+// exported the same way.
+func TestCollectorSegments(t *testing.T) {
+	now := t0
+	tr := activeusers.New(activeusers.WithClock(func() time.Time { return now }),
+		activeusers.WithDimensions("plan", "platform"), activeusers.WithMaxValues(2))
+	tr.SeenIn("a", "pro", "ios")
+	tr.SeenIn("a", "pro", "web")
+	tr.SeenInAt("b", now.Add(-48*time.Hour), "free", "web")
+	tr.SeenIn("c", "team") // a third plan: folded
+	tr.Seen("d")
+	c, err := NewCollector(tr)
+	require.NoError(t, err)
+	want := `
+# HELP active_users Distinct accounts active within the window (last activity at most that long ago).
+# TYPE active_users gauge
+active_users{plan="",platform="",window="24h"} 3
+active_users{plan="",platform="",window="7d"} 4
+active_users{plan="free",platform="",window="24h"} 0
+active_users{plan="free",platform="",window="7d"} 1
+active_users{plan="pro",platform="",window="24h"} 1
+active_users{plan="pro",platform="",window="7d"} 1
+active_users{plan="__overflow__",platform="",window="24h"} 1
+active_users{plan="__overflow__",platform="",window="7d"} 1
+active_users{plan="",platform="ios",window="24h"} 1
+active_users{plan="",platform="ios",window="7d"} 1
+active_users{plan="",platform="web",window="24h"} 1
+active_users{plan="",platform="web",window="7d"} 2
+active_users{plan="",platform="__overflow__",window="24h"} 0
+active_users{plan="",platform="__overflow__",window="7d"} 0
+# HELP active_users_values_folded_total Recordings whose value was folded into __overflow__ (beyond the tracker's bound of values, too long or not UTF-8), by dimension.
+# TYPE active_users_values_folded_total counter
+active_users_values_folded_total{dimension="plan"} 1
+active_users_values_folded_total{dimension="platform"} 0
+`
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want)))
+	lint, err := testutil.CollectAndLint(c)
+	require.NoError(t, err)
+	assert.Empty(t, lint)
+
+	_, err = NewCollector(tr, WithConstLabels(prometheus.Labels{"plan": "x"}))
+	assert.ErrorContains(t, err, "clashes")
+
+	// From a cluster source: its breakdown, not the local one.
+	src := func(ctx context.Context, ws ...time.Duration) (ClusterCounts, error) {
+		return ClusterCounts{Counts: []int{10, 20}, Cluster: true, Instances: 2, Complete: 2, Dimensions: []activeusers.DimensionCounts{
+			{Name: "plan", Values: []activeusers.ValueCounts{{Value: "pro", Counts: []int{4, 8}}, {Value: activeusers.OverflowValue, Counts: []int{0, 0}}}, Folded: 7},
+		}}, nil
+	}
+	c, err = NewCollector(tr, WithCluster(src, time.Second))
+	require.NoError(t, err)
+	want = `
+# HELP active_users Distinct accounts active within the window (last activity at most that long ago).
+# TYPE active_users gauge
+active_users{plan="",platform="",window="24h"} 10
+active_users{plan="",platform="",window="7d"} 20
+active_users{plan="pro",platform="",window="24h"} 4
+active_users{plan="pro",platform="",window="7d"} 8
+active_users{plan="__overflow__",platform="",window="24h"} 0
+active_users{plan="__overflow__",platform="",window="7d"} 0
+# HELP active_users_values_folded_total Recordings whose value was folded into __overflow__ (beyond the tracker's bound of values, too long or not UTF-8), by dimension.
+# TYPE active_users_values_folded_total counter
+active_users_values_folded_total{dimension="plan"} 7
+`
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(want), "active_users", "active_users_values_folded_total"))
+}
