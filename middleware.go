@@ -2,6 +2,7 @@ package activeusers
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 )
@@ -16,7 +17,11 @@ import (
 // CountServed, only those whose response status is below a bound, so that a
 // request rejected with 403 or 429 does not make its account active.
 //
-// The middleware adds no allocation to a request beyond what accountID does.
+// With SegmentFrom options it records the account by SeenIn, in the segment
+// each option's function reads from the request.
+//
+// The middleware adds no allocation to a request beyond what accountID (and
+// the SegmentFrom functions) do.
 // It panics if t or accountID is nil, or an option is out of range, at wiring
 // time rather than on the first request.
 func Middleware(t *Tracker, accountID func(*http.Request) string, opts ...MiddlewareOption) func(http.Handler) http.Handler {
@@ -33,10 +38,41 @@ func Middleware(t *Tracker, accountID func(*http.Request) string, opts ...Middle
 	if c.below != 0 && (c.below < 100 || c.below > 999) {
 		panic("activeusers.Middleware: CountServed(" + strconv.Itoa(c.below) + "): the bound must be an HTTP status, 100 to 999")
 	}
+	// values[i] reads dimension i's value, or is nil.
+	dims := t.Dimensions()
+	values := make([]func(*http.Request) string, len(dims))
+	for _, s := range c.segments {
+		i := slices.Index(dims, s.dimension)
+		switch {
+		case s.value == nil:
+			panic("activeusers.Middleware: SegmentFrom(" + strconv.Quote(s.dimension) + "): nil value function")
+		case i < 0:
+			panic("activeusers.Middleware: SegmentFrom(" + strconv.Quote(s.dimension) + "): the tracker has no such dimension (WithDimensions)")
+		case values[i] != nil:
+			panic("activeusers.Middleware: SegmentFrom(" + strconv.Quote(s.dimension) + ") given twice")
+		}
+		values[i] = s.value
+	}
+	seen := func(r *http.Request) { t.Seen(accountID(r)) }
+	if len(c.segments) > 0 {
+		seen = func(r *http.Request) {
+			uid := accountID(r)
+			if uid == "" {
+				return
+			}
+			var vals [MaxDimensions]string // on the stack: SeenIn keeps none of it
+			for i, v := range values {
+				if v != nil {
+					vals[i] = v(r)
+				}
+			}
+			t.SeenIn(uid, vals[:len(values)]...)
+		}
+	}
 	if c.below == 0 {
 		return func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				t.Seen(accountID(r))
+				seen(r)
 				next.ServeHTTP(w, r)
 			})
 		}
@@ -53,7 +89,7 @@ func Middleware(t *Tracker, accountID func(*http.Request) string, opts ...Middle
 				status = http.StatusOK // what net/http sends for a handler that writes nothing
 			}
 			if status < c.below {
-				t.Seen(accountID(r))
+				seen(r)
 			}
 		})
 	}
@@ -62,7 +98,30 @@ func Middleware(t *Tracker, accountID func(*http.Request) string, opts ...Middle
 // A MiddlewareOption configures Middleware.
 type MiddlewareOption func(*middlewareConfig)
 
-type middlewareConfig struct{ below int }
+type middlewareConfig struct {
+	below    int
+	segments []segmentOption
+}
+
+type segmentOption struct {
+	dimension string
+	value     func(*http.Request) string
+}
+
+// SegmentFrom makes the middleware record each request's account in the segment
+// of dimension (one of the tracker's WithDimensions) that value returns for
+// the request — a plan from the session, a platform from a header:
+//
+//	activeusers.SegmentFrom("platform", func(r *http.Request) string { return r.Header.Get("X-Platform") })
+//
+// An empty value leaves the dimension out for that request. Values are
+// untrusted input: the tracker bounds how many it keeps (WithMaxValues) and
+// folds the rest into OverflowValue. Give one SegmentFrom per dimension; the
+// middleware panics at wiring time for a dimension the tracker does not have.
+// Default: none, the account is recorded overall only.
+func SegmentFrom(dimension string, value func(*http.Request) string) MiddlewareOption {
+	return func(c *middlewareConfig) { c.segments = append(c.segments, segmentOption{dimension, value}) }
+}
 
 // CountServed makes the middleware record the account after the handler, and
 // only if the response's status is below below: CountServed(400) counts

@@ -151,3 +151,45 @@ func TestCountServedAllocs(t *testing.T) {
 	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	assertAddsNoAllocation(t, next, Middleware(tr, headerID, CountServed(400))(next), "CountServed adds no allocation")
 }
+
+// TestSegmentFrom: the middleware records each request's account in the
+// segments its functions read from the request, with and without
+// CountServed, adding no allocation; wiring mistakes panic at once.
+func TestSegmentFrom(t *testing.T) {
+	now := t0
+	tr := New(fixed(&now), WithDimensions("plan", "platform"))
+	plan := SegmentFrom("plan", func(r *http.Request) string { return r.Header.Get("X-Plan") })
+	platform := SegmentFrom("platform", func(r *http.Request) string { return r.Header.Get("X-Platform") })
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Deny") != "" {
+			w.WriteHeader(http.StatusForbidden)
+		}
+	})
+	for _, h := range []http.Handler{Middleware(tr, headerID, plan, platform)(ok), Middleware(tr, headerID, platform, plan, CountServed(400))(ok)} {
+		for _, req := range []struct{ id, plan, platform, deny string }{
+			{"alice", "pro", "ios", ""}, {"alice", "pro", "web", ""}, {"bob", "free", "", ""},
+			{"carol", "team", "android", "yes"}, {"", "pro", "ios", ""},
+		} {
+			r := httptest.NewRequest("GET", "/", nil)
+			for k, v := range map[string]string{"X-Account": req.id, "X-Plan": req.plan, "X-Platform": req.platform, "X-Deny": req.deny} {
+				if v != "" {
+					r.Header.Set(k, v)
+				}
+			}
+			h.ServeHTTP(httptest.NewRecorder(), r)
+		}
+	}
+	b := tr.CountsBy(time.Hour)
+	assert.Equal(t, []int{3}, b.Overall, "alice, bob, and carol (counted by the middleware without CountServed)")
+	assert.Equal(t, []ValueCounts{{"free", []int{1}}, {"pro", []int{1}}, {"team", []int{1}}, {OverflowValue, []int{0}}}, b.Dimensions[0].Values)
+	assert.Equal(t, []ValueCounts{{"android", []int{1}}, {"ios", []int{1}}, {"web", []int{1}}, {OverflowValue, []int{0}}}, b.Dimensions[1].Values)
+
+	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	assertAddsNoAllocation(t, next, Middleware(tr, headerID, plan, platform)(next), "SegmentFrom adds no allocation")
+	assertAddsNoAllocation(t, next, Middleware(tr, headerID, plan, CountServed(400))(next), "nor with CountServed")
+
+	assert.PanicsWithValue(t, `activeusers.Middleware: SegmentFrom("region"): the tracker has no such dimension (WithDimensions)`,
+		func() { Middleware(tr, headerID, SegmentFrom("region", headerID)) })
+	assert.PanicsWithValue(t, `activeusers.Middleware: SegmentFrom("plan") given twice`, func() { Middleware(tr, headerID, plan, plan) })
+	assert.PanicsWithValue(t, `activeusers.Middleware: SegmentFrom("plan"): nil value function`, func() { Middleware(tr, headerID, SegmentFrom("plan", nil)) })
+}
