@@ -109,7 +109,7 @@ func TestEndToEndPrometheus(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	var last float64
 	for {
-		v, ok := query(`active_users{window="24h"}`)
+		v, ok := query(`active_users{window="24h",plan="",platform=""}`)
 		if ok && v == n {
 			break
 		}
@@ -123,7 +123,7 @@ func TestEndToEndPrometheus(t *testing.T) {
 	v, ok := query(`min_over_time(up{job="gateway"}[1m])`)
 	assert.True(t, ok)
 	assert.Equal(t, 1.0, v, "no failed scrape")
-	v, ok = query(`active_users{window="7d"}`)
+	v, ok = query(`active_users{window="7d",plan="",platform=""}`)
 	assert.True(t, ok)
 	assert.Equal(t, float64(n), v)
 }
@@ -178,7 +178,8 @@ scrape_configs:
 
 // TestClusterEndToEndPrometheus: two gateways on one real Redis, overlapping
 // accounts driven through each, a real Prometheus scraping both. Each reports
-// the cluster's union, and says it is complete and that it knows both.
+// the cluster's union, overall and in every segment, and says it is complete
+// and that it knows both.
 func TestClusterEndToEndPrometheus(t *testing.T) {
 	prom := need(t, "prometheus")
 	redisServer := need(t, "redis-server")
@@ -199,11 +200,11 @@ func TestClusterEndToEndPrometheus(t *testing.T) {
 	driveAccounts(t, b, all[100:]) // accounts 50–149
 	query, promLog := startPrometheus(t, prom, a, b)
 	want := map[string]float64{
-		`min(active_users{window="24h"})`:                    150,
-		`max(active_users{window="24h"})`:                    150,
-		`min(active_users_cluster_complete)`:                 1,
-		`min(active_users_cluster_instances{state="known"})`: 2,
-		`count(active_users_cluster_reachable == 1)`:         2,
+		`min(active_users{window="24h",plan="",platform=""})`: 150,
+		`max(active_users{window="24h",plan="",platform=""})`: 150,
+		`min(active_users_cluster_complete)`:                  1,
+		`min(active_users_cluster_instances{state="known"})`:  2,
+		`count(active_users_cluster_reachable == 1)`:          2,
 	}
 	require.Eventually(t, func() bool {
 		for q, v := range want {
@@ -228,8 +229,8 @@ func TestExpositionParses(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.NoError(t, err)
-	assert.Contains(t, string(body), `active_users{window="24h"} 10`)
-	assert.Contains(t, string(body), `active_users{window="5m"} 10`)
+	assert.Contains(t, string(body), `active_users{plan="",platform="",window="24h"} 10`)
+	assert.Contains(t, string(body), `active_users{plan="",platform="",window="5m"} 10`)
 	assert.Contains(t, string(body), "go_goroutines")
 
 	cmd := exec.Command(promtool, "check", "metrics")
@@ -288,7 +289,7 @@ func TestRestartKeepsCounts(t *testing.T) {
 	cmd, addr, log := start()
 	driveAccounts(t, addr, accounts(250))
 	before := metric(addr)
-	assert.Contains(t, before, `active_users{window="7d"} 250`)
+	assert.Contains(t, before, `active_users{plan="",platform="",window="7d"} 250`)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait(), "clean exit on SIGTERM: %s", log)
 	assert.Contains(t, log.String(), "saved "+snap+": 250 accounts")
@@ -392,7 +393,89 @@ func TestMonthlyActiveUsers(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	for _, w := range []string{"24h", "7d", "30d"} { // labels as activeusers.WindowLabel writes them
-		assert.Contains(t, string(body), `active_users{window="`+w+`"} 12`)
+		assert.Contains(t, string(body), `active_users{plan="",platform="",window="`+w+`"} 12`)
 	}
 	assert.NotContains(t, string(body), `window="5m"`)
+}
+
+var (
+	testPlans     = []string{"free", "pro", "enterprise"}
+	testPlatforms = []string{"ios", "android", "web"}
+)
+
+// driveSegments sends accounts from to to-1 through the API with a plan and
+// a platform each; every fourth account comes from a second platform too.
+// It returns the accounts it drove in each segment.
+func driveSegments(t *testing.T, addr string, from, to int) map[string]map[string]bool {
+	t.Helper()
+	in := map[string]map[string]bool{}
+	add := func(seg, a string) {
+		if in[seg] == nil {
+			in[seg] = map[string]bool{}
+		}
+		in[seg][a] = true
+	}
+	send := func(a, plan, platform string) {
+		req, err := http.NewRequest("GET", "http://"+addr+"/api/x", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+a)
+		req.Header.Set("X-Plan", plan)
+		req.Header.Set("X-Platform", platform)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		add(`plan="`+plan+`"`, a)
+		add(`platform="`+platform+`"`, a)
+	}
+	for i := from; i < to; i++ {
+		a := "acct-" + strconv.Itoa(i)
+		send(a, testPlans[i%3], testPlatforms[i%3])
+		if i%4 == 0 {
+			send(a, testPlans[i%3], testPlatforms[(i+1)%3])
+		}
+	}
+	return in
+}
+
+// segmentQueries returns, for each segment, the PromQL selecting its 24h
+// series and the count it should have, plus the overall series'.
+func segmentQueries(agg string, in map[string]map[string]bool, overall int) map[string]float64 {
+	want := map[string]float64{agg + `(active_users{window="24h",plan="",platform=""})`: float64(overall)}
+	for seg, accts := range in {
+		other := `platform=""`
+		if strings.HasPrefix(seg, "platform") {
+			other = `plan=""`
+		}
+		want[agg+`(active_users{window="24h",`+seg+`,`+other+`})`] = float64(len(accts))
+	}
+	return want
+}
+
+// TestSegmentsEndToEndPrometheus: the demo counts by plan and platform out
+// of the box; a real Prometheus scraping it sees every segment's series equal
+// to the accounts driven in it (an account on two platforms in both), the
+// overall series with the dimension labels absent, and nothing folded.
+func TestSegmentsEndToEndPrometheus(t *testing.T) {
+	prom := need(t, "prometheus")
+	addr := startGateway(t)
+	in := driveSegments(t, addr, 0, 120)
+	require.Len(t, in, 6)
+	query, promLog := startPrometheus(t, prom, addr)
+	want := segmentQueries("sum", in, 120)
+	want[`count(active_users{window="24h",plan!=""})`] = 4 // free, pro, enterprise and the overflow value
+	want[`sum(active_users_values_folded_total)`] = 0
+	want[`count(active_users{window="24h"} unless active_users{plan!=""} unless active_users{platform!=""})`] = 1 // the overall series has neither label
+	require.Eventually(t, func() bool {
+		for q, v := range want {
+			if got, ok := query(q); !ok || got != v {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 250*time.Millisecond, "Prometheus sees every segment as driven; its log:\n%s", promLog())
+	share, ok := query(`active_users{window="24h",plan="pro"} / ignoring(plan) group_left active_users{window="24h",plan="",platform=""}`)
+	assert.True(t, ok, "the README's share-per-plan query runs")
+	assert.InDelta(t, 40.0/120, share, 1e-9)
 }

@@ -9,7 +9,17 @@
 // requests get 401 and are not counted. With -snapshot the counts survive
 // restarts: the file is loaded at start, saved every -save-every and on
 // SIGINT/SIGTERM. With -redis (or -redis-cluster) several gateways report the
-// cluster's counts, with gauges saying whether the figure is complete:
+// cluster's counts, with gauges saying whether the figure is complete.
+//
+// Accounts are also counted by plan and platform (-dimensions), read from the
+// X-Plan and X-Platform headers (a real gateway would read the plan from the
+// verified token); the synthetic traffic sends them, so /metrics shows the
+// breakdown:
+//
+//	active_users{plan="pro",window="24h"} 1249
+//	active_users{platform="ios",window="24h"} 1710
+//
+// Several gateways on one Redis:
 //
 //	go run ./examples/gateway -redis redis://127.0.0.1:6379 -addr :8080
 //	go run ./examples/gateway -redis redis://127.0.0.1:6379 -addr :8081
@@ -59,6 +69,7 @@ type config struct {
 	secret    string
 	retention time.Duration
 	windows   []time.Duration
+	dims      []string
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -78,6 +89,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.secret, "secret-file", "", "file holding the secret (16+ bytes) under which account hashes leave the process (WithSecret)")
 	retention := fs.String("retention", "7d", "how long an account is kept after its last request (30d for monthly active users)")
 	windows := fs.String("windows", "5m,1h,24h,7d", "comma-separated windows exported on /metrics, each at most the retention (1d,7d,30d for DAU/WAU/MAU)")
+	dims := fs.String("dimensions", "plan,platform", "comma-separated dimensions to count accounts by, each read from the header X-<Dimension> (\"\": overall only)")
 	if err := fs.Parse(args); err != nil {
 		return c, err // the flag package has printed the reason and the usage
 	}
@@ -95,6 +107,19 @@ func parse(args []string, stderr io.Writer) (config, error) {
 			continue
 		}
 		c.windows = append(c.windows, d)
+	}
+	if *dims != "" {
+		for _, d := range strings.Split(*dims, ",") {
+			c.dims = append(c.dims, strings.TrimSpace(d))
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != nil { // New names the bad dimension
+					bad = append(bad, fmt.Sprintf("-dimensions %q: %v", *dims, r))
+				}
+			}()
+			activeusers.New(activeusers.WithDimensions(c.dims...), activeusers.WithClock(time.Now))
+		}()
 	}
 	if len(bad) == 0 {
 		probe := activeusers.New(activeusers.WithRetention(c.retention), activeusers.WithClock(time.Now))
@@ -206,7 +231,12 @@ func newHandler(t *activeusers.Tracker, windows []time.Duration, cluster *auredi
 		json.NewEncoder(w).Encode(map[string]string{"account": account, "path": r.URL.Path})
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/api/", activeusers.Middleware(t, bearer)(api))
+	var mopts []activeusers.MiddlewareOption
+	for _, d := range t.Dimensions() {
+		header := http.CanonicalHeaderKey("X-" + d)
+		mopts = append(mopts, activeusers.SegmentFrom(d, func(r *http.Request) string { return r.Header.Get(header) }))
+	}
+	mux.Handle("/api/", activeusers.Middleware(t, bearer, mopts...)(api))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux, nil
 }
@@ -225,6 +255,9 @@ func run(ctx context.Context, c config, out io.Writer, ready chan<- string) (err
 			return fmt.Errorf("-secret-file %s: %d bytes, need at least %d", c.secret, len(secret), activeusers.MinSecretLen)
 		}
 		topts = append(topts, activeusers.WithSecret(secret))
+	}
+	if len(c.dims) > 0 {
+		topts = append(topts, activeusers.WithDimensions(c.dims...))
 	}
 	t := activeusers.New(append(topts, activeusers.WithRetention(c.retention))...)
 	defer t.Close()
@@ -281,7 +314,7 @@ func run(ctx context.Context, c config, out io.Writer, ready chan<- string) (err
 		defer cancel()
 	}
 	if c.rate > 0 {
-		go drive(ctx, "http://"+addr+"/api/hello", c.users, c.rate)
+		go drive(ctx, "http://"+addr+"/api/hello", c.users, c.rate, c.dims)
 	}
 	tick := time.NewTicker(c.progress)
 	defer tick.Stop()
@@ -313,7 +346,10 @@ loop:
 
 // drive sends rate requests a second, each from an account picked at random
 // among users, until ctx is done. One request in twenty is unauthenticated.
-func drive(ctx context.Context, url string, users, rate int) {
+// Each account has a plan (most free, some pro, a few enterprise) and mostly
+// one platform, sometimes another; they go in the headers of the dimensions
+// the gateway counts by.
+func drive(ctx context.Context, url string, users, rate int, dims []string) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	sem := make(chan struct{}, 64)
 	start := time.Now()
@@ -327,7 +363,16 @@ func drive(ctx context.Context, url string, users, rate int) {
 			}
 			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 			if rand.IntN(20) != 0 {
-				req.Header.Set("Authorization", "Bearer acct-"+strconv.Itoa(rand.IntN(users)))
+				a := rand.IntN(users)
+				req.Header.Set("Authorization", "Bearer acct-"+strconv.Itoa(a))
+				for _, d := range dims {
+					switch d {
+					case "plan":
+						req.Header.Set("X-Plan", []string{"free", "free", "free", "free", "free", "free", "pro", "pro", "pro", "enterprise"}[a%10])
+					case "platform":
+						req.Header.Set("X-Platform", []string{"ios", "android", "web"}[(a/10+rand.IntN(8)/7)%3])
+					}
+				}
 			}
 			go func() {
 				defer func() { <-sem }()
