@@ -32,6 +32,8 @@ type Contender struct {
 func contenders() []Contender {
 	return []Contender{
 		{"activeusers", func() Tracker { return activeusers.New(activeusers.WithRetention(retention)) }},
+		{"activeusers+plan", func() Tracker { return newSegmented("plan") }},
+		{"activeusers+plan+platform", func() Tracker { return newSegmented("plan", "platform") }},
 		{"mutexmap", func() Tracker { return NewMutexMap() }},
 		{"syncmap", func() Tracker { return &SyncMap{} }},
 		{"xsync", func() Tracker { return NewXsyncMap() }},
@@ -45,6 +47,37 @@ func withSegments(n int) Contender {
 		return activeusers.New(activeusers.WithSegments(n), activeusers.WithRetention(retention))
 	}}
 }
+
+// Segmented is activeusers counting every account by plan (ten values) and,
+// with two dimensions, platform (three), each a function of the uid, so
+// that a returning user is a returning pair. Counts is CountsBy: the overall
+// counts and every segment's, as a scrape of it would ask.
+type Segmented struct {
+	*activeusers.Tracker
+	two bool
+}
+
+var (
+	plans     = []string{"free", "pro", "team", "enterprise", "edu", "trial", "startup", "nonprofit", "partner", "internal"}
+	platforms = []string{"ios", "android", "web"}
+)
+
+func newSegmented(dims ...string) *Segmented {
+	return &Segmented{activeusers.New(activeusers.WithRetention(retention), activeusers.WithDimensions(dims...)), len(dims) == 2}
+}
+
+// Seen picks the values from the uid's last two bytes: no hashing or
+// allocation of its own to weigh on the measurement.
+func (s *Segmented) Seen(uid string) {
+	n := len(uid)
+	if s.two {
+		s.SeenIn(uid, plans[int(uid[n-1])%10], platforms[int(uid[n-2])%3])
+		return
+	}
+	s.SeenIn(uid, plans[int(uid[n-1])%10])
+}
+
+func (s *Segmented) Counts(windows ...time.Duration) []int { return s.CountsBy(windows...).Overall }
 
 // MutexMap is the design activeusers replaces, the baseline: one mutex over a
 // map from uid to the time it was last seen. Counts walks the whole map under

@@ -65,7 +65,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.tailGrow, "tail-grow", 0, "new users the growing closed-loop tail ends at (default 10000000, quick 1000000)")
 	fs.IntVar(&o.tailCalls, "tail-calls", 0, "timed calls of the returning closed-loop tail (default 10000000, quick 1000000)")
 	fs.StringVar(&procs, "procs", "", "comma-separated GOMAXPROCS values for the Seen rows (default: the current one)")
-	fs.StringVar(&names, "contenders", "", "comma-separated contenders to run (default all: activeusers,mutexmap,syncmap,xsync,floor)")
+	fs.StringVar(&names, "contenders", "", "comma-separated contenders to run (default all: activeusers,activeusers+plan,activeusers+plan+platform,mutexmap,syncmap,xsync,floor)")
 	fs.IntVar(&o.bestSegments, "segments", 0, "also run activeusers with this segment count (default: the best of -segment-sweep, if not the default)")
 	fs.StringVar(&parallel, "goroutines", "", "comma-separated goroutines per GOMAXPROCS for the Seen sweep (default 1,4,16,64; quick 16)")
 	fs.StringVar(&sweep, "segment-sweep", "", "comma-separated segment counts to measure Seen at (default 1,4,16,64,256; quick 4,64)")
@@ -165,6 +165,9 @@ type Result struct {
 	// this contender is that many times faster or smaller.
 	VsMutexmap float64 `json:"vs_mutexmap,omitempty"`
 	VsXsync    float64 `json:"vs_xsync,omitempty"`
+	// OfPlain is, for activeusers counting by segment, its median over plain
+	// activeusers': how many times the plain tracker's cost (time, memory).
+	OfPlain float64 `json:"of_plain,omitempty"`
 	// Group and X place the row on a chart: the series of one group, one per
 	// contender, plotted against X.
 	Group string  `json:"group,omitempty"`
@@ -239,6 +242,9 @@ func (c *collector) finish() []Result {
 		}
 		if x, ok := med[r.Metric+"\x00xsync"]; ok && r.Median > 0 {
 			r.VsXsync = x / r.Median
+		}
+		if p, ok := med[r.Metric+"\x00activeusers"]; ok && p > 0 && strings.HasPrefix(r.Contender, "activeusers+") {
+			r.OfPlain = r.Median / p
 		}
 		out = append(out, *r)
 	}
@@ -385,7 +391,7 @@ func run(o options, w io.Writer) error {
 		// its own Seen calls, of returning users and while growing from empty.
 		// The floor shows what the harness and the scheduler alone cost.
 		for _, c := range cs {
-			if c.Name != "activeusers" && c.Name != "xsync" && c.Name != "floor" {
+			if c.Name != "activeusers" && c.Name != "activeusers+plan" && c.Name != "xsync" && c.Name != "floor" {
 				continue
 			}
 			for _, sc := range []struct {
@@ -477,20 +483,21 @@ func cpuName() string {
 func printTable(w io.Writer, o options, results []Result) {
 	fmt.Fprintf(w, "%s; median of %d runs; %s\n\n", machine(), o.runs, time.Now().Format("2006-01-02"))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "metric\tcontender\tmedian\tunit\tvs mutexmap\tvs xsync\t")
+	fmt.Fprintln(tw, "metric\tcontender\tmedian\tunit\tvs mutexmap\tvs xsync\tof plain\t")
 	last := ""
 	for _, r := range results {
 		metric := r.Metric
 		if metric == last {
 			metric = ""
 		} else if last != "" {
-			fmt.Fprintln(tw, "\t\t\t\t\t\t")
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
 		}
 		last = r.Metric
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", metric, r.Contender, num(r.Median), r.Unit, ratio(r.VsMutexmap), ratio(r.VsXsync))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", metric, r.Contender, num(r.Median), r.Unit, ratio(r.VsMutexmap), ratio(r.VsXsync), ratio(r.OfPlain))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nratios: the other's median over this one's; above 1× this contender is faster or smaller.")
+	fmt.Fprintln(w, "of plain: activeusers counting by segment (ten plans; and three platforms), its median over plain activeusers': the cost of segments.")
 }
 
 func num(v float64) string {
