@@ -152,3 +152,58 @@ func ExampleTracker_SeenID() {
 	fmt.Println(t.Counts(time.Hour))
 	// Output: [2]
 }
+
+// Counting by plan and platform: an account on two platforms counts once on
+// each and once overall; a value beyond the bound counts in OverflowValue.
+func ExampleTracker_CountsBy() {
+	t := activeusers.New(activeusers.WithDimensions("plan", "platform"), activeusers.WithMaxValues(2))
+	defer t.Close()
+
+	t.SeenIn("alice", "pro", "ios")
+	t.SeenIn("alice", "pro", "web")
+	t.SeenIn("bob", "free", "web")
+	t.SeenIn("carol", "team", "") // a third plan, and no platform known
+
+	b := t.CountsBy(24 * time.Hour)
+	fmt.Println("overall:", b.Overall[0])
+	for _, d := range b.Dimensions {
+		for _, v := range d.Values {
+			fmt.Printf("%s=%s: %d\n", d.Name, v.Value, v.Counts[0])
+		}
+		fmt.Printf("%s folded: %d\n", d.Name, d.Folded)
+	}
+	// Output:
+	// overall: 3
+	// plan=free: 1
+	// plan=pro: 1
+	// plan=__overflow__: 1
+	// plan folded: 1
+	// platform=ios: 1
+	// platform=web: 2
+	// platform=__overflow__: 0
+	// platform folded: 0
+}
+
+// Reading each request's segment in the middleware: here the platform from a
+// header (a plan would come from the verified token).
+func ExampleSegmentFrom() {
+	t := activeusers.New(activeusers.WithDimensions("platform"))
+	defer t.Close()
+	account := func(r *http.Request) string { return r.Header.Get("X-Account") }
+	platform := activeusers.SegmentFrom("platform", func(r *http.Request) string { return r.Header.Get("X-Platform") })
+	h := activeusers.Middleware(t, account, platform)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+
+	for _, p := range []string{"ios", "android", "ios"} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("X-Account", "acct-"+p)
+		r.Header.Set("X-Platform", p)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	for _, v := range t.CountsBy(time.Hour).Dimensions[0].Values {
+		fmt.Println(v.Value, v.Counts[0])
+	}
+	// Output:
+	// android 1
+	// ios 1
+	// __overflow__ 0
+}

@@ -13,6 +13,14 @@
 // Accounts are identified by the 64-bit xxhash of their id, so the tracker never
 // retains callers' strings; times are kept to the second.
 //
+// To count by plan, platform, region or tenant as well, name the dimensions
+// and give each request's values; every value's count comes with the overall
+// one, and the values a dimension keeps are bounded (WithMaxValues):
+//
+//	t := activeusers.New(activeusers.WithDimensions("plan", "platform"))
+//	t.SeenIn(accountID, "pro", "ios")
+//	b := t.CountsBy(24 * time.Hour)  // b.Overall, b.Dimensions[0].Values…
+//
 // Around the Tracker, reach for:
 //
 //   - Middleware, to count the accounts of a net/http server's requests

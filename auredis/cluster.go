@@ -31,6 +31,15 @@
 //     differ by any amount that stays steady between two pushes.
 //   - Deadlines: Counts and Shutdown return by their context's deadline
 //     whatever the client's options; each round trip of a push has its own.
+//   - Segments: a tracker with dimensions (activeusers.WithDimensions) also
+//     pushes each segment's accounts, to K keys of its own beside the
+//     accounts' K keys ("{tag}:plan=pro"), and names the segment in the set
+//     "{name}:segments". Every instance marks the keys of every segment any
+//     instance has, so a segment's figure has the overall one's guarantees:
+//     exact union, completeness, recovery. Result.Dimensions has it. Values
+//     are bounded per instance (WithMaxValues): a value one instance folded
+//     into activeusers.OverflowValue counts there for that instance's
+//     accounts, so keep every instance's bound above the values expected.
 //
 // Costs: one pipelined push per interval, of the accounts active in it (ZADD
 // GT in batches), and about 100 bytes of Redis memory per account within
