@@ -11,7 +11,9 @@
 //	)
 //
 // Chain them after authentication, so that the account they read is one that
-// was verified. The interceptors add no allocation of their own; what the
+// was verified. For a tracker with dimensions, SegmentFrom gives each
+// dimension's value for a call (a plan from the verified token, a platform
+// from metadata). The interceptors add no allocation of their own; what the
 // account function costs is its own (FromMetadata, which reads a header,
 // costs the copies grpc-go makes of it: 3 allocations a call).
 package augrpc
@@ -19,6 +21,7 @@ package augrpc
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -37,8 +40,29 @@ type AccountFunc func(ctx context.Context, method string) string
 type Option func(*config)
 
 type config struct {
-	unless []codes.Code
-	after  bool
+	unless   []codes.Code
+	after    bool
+	segments []segmentOption
+	t        *activeusers.Tracker
+	account  AccountFunc
+	values   []AccountFunc // by dimension of the tracker: its value's function, or nil
+}
+
+type segmentOption struct {
+	dimension string
+	value     AccountFunc
+}
+
+// SegmentFrom makes the interceptor record each call's account in the
+// segment of dimension (one of the tracker's activeusers.WithDimensions) that
+// value returns for the call — a plan from the verified token in the
+// context, a platform from metadata (FromMetadata reads one). An empty value
+// leaves the dimension out for that call; values beyond the tracker's bound
+// count in activeusers.OverflowValue. The interceptor constructors panic for
+// a dimension the tracker does not have, or one given twice. Default: none,
+// the account is recorded overall only.
+func SegmentFrom(dimension string, value func(ctx context.Context, method string) string) Option {
+	return func(c *config) { c.segments = append(c.segments, segmentOption{dimension, value}) }
 }
 
 // CountUnless makes the interceptor record the account after the handler,
@@ -60,11 +84,41 @@ func newConfig(t *activeusers.Tracker, account AccountFunc, opts []Option) confi
 	if account == nil {
 		panic("augrpc: nil AccountFunc")
 	}
-	var c config
+	c := config{t: t, account: account}
 	for _, o := range opts {
 		o(&c)
 	}
+	dims := t.Dimensions()
+	c.values = make([]AccountFunc, len(dims))
+	for _, s := range c.segments {
+		i := slices.Index(dims, s.dimension)
+		switch {
+		case s.value == nil:
+			panic(fmt.Sprintf("augrpc: SegmentFrom(%q): nil value function", s.dimension))
+		case i < 0:
+			panic(fmt.Sprintf("augrpc: SegmentFrom(%q): the tracker has no such dimension (activeusers.WithDimensions)", s.dimension))
+		case c.values[i] != nil:
+			panic(fmt.Sprintf("augrpc: SegmentFrom(%q) given twice", s.dimension))
+		}
+		c.values[i] = s.value
+	}
 	return c
+}
+
+// record records the account of a call, in its segments if any.
+func (c *config) record(ctx context.Context, method string) {
+	uid := c.account(ctx, method)
+	if len(c.segments) == 0 || uid == "" {
+		c.t.Seen(uid)
+		return
+	}
+	var vals [activeusers.MaxDimensions]string // on the stack: SeenIn keeps none of it
+	for i, v := range c.values {
+		if v != nil {
+			vals[i] = v(ctx, method)
+		}
+	}
+	c.t.SeenIn(uid, vals[:len(c.values)]...)
 }
 
 // counts says whether a call that ended with err counts.
@@ -87,12 +141,12 @@ func UnaryServerInterceptor(t *activeusers.Tracker, account AccountFunc, opts ..
 	c := newConfig(t, account, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if !c.after {
-			t.Seen(account(ctx, info.FullMethod))
+			c.record(ctx, info.FullMethod)
 			return handler(ctx, req)
 		}
 		resp, err := handler(ctx, req)
 		if c.counts(err) {
-			t.Seen(account(ctx, info.FullMethod))
+			c.record(ctx, info.FullMethod)
 		}
 		return resp, err
 	}
@@ -105,12 +159,12 @@ func StreamServerInterceptor(t *activeusers.Tracker, account AccountFunc, opts .
 	c := newConfig(t, account, opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if !c.after {
-			t.Seen(account(ss.Context(), info.FullMethod))
+			c.record(ss.Context(), info.FullMethod)
 			return handler(srv, ss)
 		}
 		err := handler(srv, ss)
 		if c.counts(err) {
-			t.Seen(account(ss.Context(), info.FullMethod))
+			c.record(ss.Context(), info.FullMethod)
 		}
 		return err
 	}
