@@ -51,9 +51,9 @@ func newSegment(tab *table.Table, low uint64, depth uint) *segment {
 // a lock of the set's own: it reads the directory atomically and locks at
 // most one segment.
 type set struct {
-	dir   atomic.Pointer[directory]
-	dirMu sync.RWMutex // splits share it; a directory doubling takes it alone
-	mix   table.Mixer
+	dir     atomic.Pointer[directory]
+	growing atomic.Bool // a doubling of the directory is under way; Seen never looks
+	mix     table.Mixer
 }
 
 // newSet returns an empty set of segments segments (a power of two).
@@ -79,7 +79,7 @@ func (st *set) record(key uint64, sec, cutoff uint32) {
 	for {
 		s := st.segmentFor(m)
 		out := s.tab.Record(key, m, sec, cutoff)
-		s.mu.Unlock()
+		s.unlock()
 		if out != table.Full {
 			return
 		}
@@ -115,6 +115,10 @@ func (st *set) stats() (segments, entries, slots, bytes int) {
 type directory struct {
 	depth uint
 	segs  []atomic.Pointer[segment]
+	// frozen is set once a doubling has begun to copy segs: a split that
+	// points entries here and then finds it set must point the same entries
+	// of the doubled directory too, once it is published.
+	frozen atomic.Bool
 }
 
 func (d *directory) lookup(m uint64) *segment {
@@ -155,6 +159,38 @@ func lockSpinning(mu *sync.Mutex) {
 	mu.Lock()
 }
 
+// lock takes the segment's lock and pins the goroutine to its P until
+// unlock: while pinned, the scheduler never preempts it (nor does the GC make
+// it assist or start a cycle). So a holder is never descheduled while others
+// wait for it — the waits that made the growth tail: with more goroutines
+// than cores, a holder preempted mid-insert stayed off its core for tens of
+// milliseconds, and every insert into its segment waited (docs/design.md).
+// Holds are bounded (at most one table of 1024 slots) and never block, as a
+// pinned goroutine must not; the only waits inside one are spins for another
+// pinned goroutine (double). Every hold of a segment's lock goes through
+// lock and unlock.
+func (s *segment) lock() {
+	lockSpinning(&s.mu)
+	procPin()
+}
+
+// unlock releases the lock, then unpins: releasing first, a pinned
+// goroutine is never preempted holding it.
+func (s *segment) unlock() {
+	s.mu.Unlock()
+	procUnpin()
+}
+
+// procPin and procUnpin are the runtime's own functions, which sync.Pool
+// uses; the runtime keeps them for packages outside the standard library
+// that call them this way (go.dev/issue/67401).
+//
+//go:linkname procPin runtime.procPin
+func procPin() int
+
+//go:linkname procUnpin runtime.procUnpin
+func procUnpin()
+
 // Spin budget: spinTries reads of the lock word (a cache line shared while the
 // holder works, so a few nanoseconds each) between clock reads, for spinFor in
 // all: twice a split of a full table, the longest hold, on the 2-core machine
@@ -165,56 +201,85 @@ const (
 )
 
 // segmentFor returns the live segment holding keys whose mixed hash is m,
-// locked.
+// locked (see lock).
 func (st *set) segmentFor(m uint64) *segment {
 	for {
 		s := st.dir.Load().lookup(m)
-		lockSpinning(&s.mu)
+		s.lock()
 		if !s.dead {
 			return s
 		}
-		s.mu.Unlock() // split meanwhile: the directory has its halves
+		s.unlock() // split meanwhile: the directory has its halves
 	}
 }
 
 // split replaces s, whose table is full, by two segments one bit deeper,
 // doubling the directory first if s is as deep as it. Splits of different
-// segments run at once (they change disjoint directory entries) under dirMu's
-// read lock; only a doubling takes it exclusively, and it holds no segment's
-// lock. Seen never takes dirMu.
+// segments run at once: they change disjoint directory entries, and no lock
+// but s's is held while they do. A doubling runs beside them too: it marks
+// the directory frozen before copying it, and a split that finds the mark
+// after pointing its entries points them again in the copy. Seen takes no
+// lock of the directory's.
 func (st *set) split(s *segment) {
-	// s.depth and s.low never change, and the directory's depth changes only
-	// under dirMu's write lock: both are read safely here.
-	st.dirMu.RLock()
-	if d := st.dir.Load(); s.depth == d.depth {
-		st.dirMu.RUnlock()
-		st.dirMu.Lock()
-		if d := st.dir.Load(); s.depth == d.depth {
-			st.dir.Store(d.doubled())
-		}
-		st.dirMu.Unlock()
-		st.dirMu.RLock()
+	// s.depth never changes, and the directory only deepens.
+	if s.depth == st.dir.Load().depth {
+		st.double(s.depth)
 	}
-	defer st.dirMu.RUnlock()
-	d := st.dir.Load()
-	lockSpinning(&s.mu)
-	defer s.mu.Unlock()
-	if s.dead {
+	s.lock()
+	if s.dead { // split meanwhile
+		s.unlock()
 		return
 	}
 	zero, one := s.tab.Split(s.depth)
 	s0 := newSegment(zero, s.low, s.depth+1)
 	s1 := newSegment(one, s.low|1<<s.depth, s.depth+1)
-	// Point every directory entry of s at its half: the entries i with
-	// i ≡ s.low (mod 2^depth), 2^(D-depth) of them.
-	for i := s.low; i < uint64(len(d.segs)); i += 1 << s.depth {
-		if i>>s.depth&1 == 0 {
-			d.segs[i].Store(s0)
-		} else {
-			d.segs[i].Store(s1)
+	d := st.dir.Load()
+	for {
+		// Point every directory entry of s at its half: the entries i with
+		// i ≡ s.low (mod 2^depth), 2^(D-depth) of them.
+		for i := s.low; i < uint64(len(d.segs)); i += 1 << s.depth {
+			if i>>s.depth&1 == 0 {
+				d.segs[i].Store(s0)
+			} else {
+				d.segs[i].Store(s1)
+			}
 		}
+		// Not frozen after those stores: a doubling's copy, if one begins,
+		// comes after them and so holds them (the atomics are sequentially
+		// consistent). Frozen: the copy may predate them; point it too.
+		if !d.frozen.Load() {
+			break
+		}
+		// Spin, still pinned and holding s: the doubler is pinned too, so it
+		// is running and done within one directory copy. Yielding instead
+		// would queue this goroutine behind every runnable one while s stays
+		// locked — the stall this design exists to avoid.
+		for st.dir.Load() == d {
+		}
+		d = st.dir.Load()
 	}
 	s.dead = true
+	s.unlock()
+}
+
+// double publishes a directory one bit deeper than depth, unless another
+// doubling did meanwhile. One goroutine doubles at a time, pinned (see lock),
+// so another that needs the same doubling waits for it spinning, pinned too:
+// a lock that a goroutine could hold while descheduled would stall every
+// split of the set behind it.
+func (st *set) double(depth uint) {
+	procPin()
+	defer procUnpin()
+	for st.dir.Load().depth == depth {
+		if st.growing.Load() || !st.growing.CompareAndSwap(false, true) {
+			continue // another goroutine is doubling, pinned and running
+		}
+		if d := st.dir.Load(); d.depth == depth {
+			d.frozen.Store(true)
+			st.dir.Store(d.doubled())
+		}
+		st.growing.Store(false)
+	}
 }
 
 // eachSegment calls fn with every live segment locked, one at a time — the
@@ -233,7 +298,7 @@ func (st *set) eachSegment(prepare func(), fn func(*segment)) {
 		s := st.segmentFor(bits.Reverse64(pos))
 		fn(s)
 		step := uint64(1) << (64 - s.depth)
-		s.mu.Unlock()
+		s.unlock()
 		pos = pos&^(step-1) + step
 		if pos == 0 {
 			return // wrapped round: the whole space is walked

@@ -531,3 +531,50 @@ func TestSeenIDIsSeenBytesOfTheBigEndianID(t *testing.T) {
 	tr.Seen("42")
 	assert.Equal(t, []int{2}, tr.Counts(time.Hour), "not the decimal string's")
 }
+
+// TestConcurrentGrowthLosesNothing: from one segment, goroutines insert
+// distinct accounts while others count and read Stats, so that splits race
+// each other, directory doublings and counting passes; afterwards every
+// account is held exactly once.
+func TestConcurrentGrowthLosesNothing(t *testing.T) {
+	workers, per := 8, 40_000
+	if raceEnabled {
+		per = 10_000
+	}
+	tr := New(WithSegments(1))
+	defer tr.Close()
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					tr.Counts(time.Hour)
+					tr.Stats()
+				}
+			}
+		})
+	}
+	var inserters sync.WaitGroup
+	for w := range workers {
+		inserters.Go(func() {
+			for i := range per {
+				tr.Seen("g" + strconv.Itoa(w) + "-" + strconv.Itoa(i))
+			}
+		})
+	}
+	inserters.Wait()
+	close(done)
+	wg.Wait()
+	n := workers * per
+	assert.Equal(t, []int{n}, tr.Counts(time.Hour))
+	assert.Equal(t, n, tr.Len())
+	st := tr.Stats()
+	assert.Greater(t, st.Segments, 64, "it grew by splitting")
+	biggest := 0
+	tr.all.eachSegment(nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
+	assert.LessOrEqual(t, biggest, table.MaxCapacity)
+}
