@@ -22,10 +22,9 @@ import (
 type segModel struct {
 	*model
 	max    int
-	values []map[string]bool                   // per dimension: values taken
-	pairs  []map[[2]string]time.Time           // per dimension: (value, uid) → last
-	folded []uint64                            // per dimension
-	seen   func(uid string, at time.Time) bool // records overall; false if past retention
+	values []map[string]bool         // per dimension: values taken
+	pairs  []map[[2]string]time.Time // per dimension: (value, uid) → last
+	folded []uint64                  // per dimension
 }
 
 func newSegModel(dims, max int, ret time.Duration, clock *time.Time) *segModel {
@@ -39,13 +38,8 @@ func newSegModel(dims, max int, ret time.Duration, clock *time.Time) *segModel {
 }
 
 func (m *segModel) seenIn(uid string, at time.Time, values ...string) {
-	if uid == "" {
-		return
-	}
-	if at.After(*m.clock) {
-		at = *m.clock
-	}
-	if m.clock.Sub(at) > m.ret {
+	at, ok := m.recorded(uid, at)
+	if !ok {
 		return
 	}
 	m.seenAt(uid, at)

@@ -36,18 +36,26 @@ func newModel(ret time.Duration, clock *time.Time) *model {
 }
 
 func (m *model) seenAt(uid string, at time.Time) {
-	if uid == "" {
-		return
-	}
-	if at.After(*m.clock) {
-		at = *m.clock
-	}
-	if m.clock.Sub(at) > m.ret {
+	at, ok := m.recorded(uid, at)
+	if !ok {
 		return
 	}
 	if old, ok := m.last[uid]; !ok || at.After(old) {
 		m.last[uid] = at
 	}
+}
+
+// recorded is the time a record of uid at at keeps — a time ahead of the
+// clock is the clock's now — and false if nothing is recorded: an empty uid,
+// or a time past retention.
+func (m *model) recorded(uid string, at time.Time) (time.Time, bool) {
+	if uid == "" {
+		return at, false
+	}
+	if at.After(*m.clock) {
+		at = *m.clock
+	}
+	return at, m.clock.Sub(at) <= m.ret
 }
 
 // countsAt measures ages from at; what is past retention by the clock is
