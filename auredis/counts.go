@@ -219,8 +219,10 @@ func (c *Cluster) CountsOrLocal(ctx context.Context, windows ...time.Duration) (
 	return Result{Counts: b.Overall, Dimensions: b.Dimensions, Instances: 1, Complete: 1, ClockOffset: offset}, err
 }
 
-// MemoryUsage returns the bytes Redis uses for the sorted sets (MEMORY USAGE,
-// all members sampled), summed over the keys, and the accounts they hold.
+// MemoryUsage returns the bytes Redis uses for the accounts' sorted sets
+// (MEMORY USAGE, all members sampled), summed over the K keys, and the
+// accounts they hold. The segments' keys, with a tracker with dimensions,
+// are not included: each costs about what the accounts' keys cost per member.
 func (c *Cluster) MemoryUsage(ctx context.Context) (bytes, accounts int64, err error) {
 	mem := make([]*redis.IntCmd, len(c.keys))
 	card := make([]*redis.IntCmd, len(c.keys))
