@@ -97,9 +97,15 @@ func (d *dimension) set(v string) *set {
 		d.folded.Add(1)
 		return d.overflow
 	}
-	return d.add(v)
+	s := d.add(v)
+	if s == d.overflow {
+		d.folded.Add(1) // the bound was reached meanwhile
+	}
+	return s
 }
 
+// add gives v a set of its own if the dimension has room, and returns it;
+// else the overflow set (the caller counts the fold, if it is one).
 func (d *dimension) add(v string) *set {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -108,7 +114,6 @@ func (d *dimension) add(v string) *set {
 		return s // added meanwhile
 	}
 	if len(m) >= d.max {
-		d.folded.Add(1)
 		return d.overflow
 	}
 	v = strings.Clone(v) // the caller's string may be a view of a request's bytes
@@ -134,11 +139,7 @@ func (d *dimension) load(v string) *set {
 	if len(v) > MaxValueLen || !utf8.ValidString(v) {
 		return d.overflow
 	}
-	s := d.add(v)
-	if s == d.overflow {
-		d.folded.Add(^uint64(0)) // add counted it
-	}
-	return s
+	return d.add(v)
 }
 
 // snapshot returns the values taken so far, in order of arrival, then the
@@ -176,14 +177,13 @@ func (t *Tracker) SeenInAt(uid string, at time.Time, values ...string) {
 	t.recordIn(xxhash.Sum64String(uid), min(at.Unix(), now), now, values)
 }
 
-// recordIn records h overall and in the segments values name.
+// recordIn records h as seen at sec (at most now) overall and in the segments
+// values name, pruning by now, the clock's second: the only time that decides
+// what is past retention. Seen, SeenAt and their twins all come here.
 func (t *Tracker) recordIn(h uint64, sec, now int64, values []string) {
-	if h == 0 {
-		h = 1
-	}
 	cutoff, s32 := t.cutoff(now), toSec(sec)
 	if s32 < cutoff {
-		return
+		return // already past retention: it would never be counted
 	}
 	t.all.record(h, s32, cutoff)
 	if len(values) > len(t.dims) {

@@ -47,7 +47,7 @@ func newSegment(tab *table.Table, low uint64, depth uint) *segment {
 
 // set is a set of 64-bit keys, each with the last second it was seen at,
 // held in segments under a directory. A tracker has one for its accounts and,
-// with WithDimensions, one for its (account, segment) pairs. Seen never takes
+// with WithDimensions, one for each segment's accounts. Seen never takes
 // a lock of the set's own: it reads the directory atomically and locks at
 // most one segment.
 type set struct {
@@ -68,10 +68,13 @@ func newSet(mix table.Mixer, segments int) *set {
 	return st
 }
 
-// record stores key (not 0) as seen at sec, deleting on the way only entries
-// older than cutoff. A key already held takes no lock (Touch); a new one
+// record stores key as seen at sec, deleting on the way only entries older
+// than cutoff. A key of 0 is stored as 1: 0 marks an empty slot. A key already held takes no lock (Touch); a new one
 // locks its segment, and splits it if it is full.
 func (st *set) record(key uint64, sec, cutoff uint32) {
+	if key == 0 {
+		key = 1
+	}
 	m := st.mix.Mix(key)
 	if st.dir.Load().lookup(m).tab.Touch(key, m, sec) {
 		return

@@ -558,7 +558,7 @@ func (t *Tracker) merge(st *set, es []entry) {
 	cutoff := t.cutoff(now)
 	for _, e := range es {
 		if s32 := toSec(min(int64(e.sec), now)); s32 >= cutoff {
-			st.record(max(e.hash, 1), s32, cutoff)
+			st.record(e.hash, s32, cutoff)
 		}
 	}
 }

@@ -210,26 +210,11 @@ func (t *Tracker) SeenAt(uid string, at time.Time) {
 		return
 	}
 	now := t.nowSec()
-	t.record(xxhash.Sum64String(uid), min(at.Unix(), now), now)
+	t.recordIn(xxhash.Sum64String(uid), min(at.Unix(), now), now, nil)
 }
 
 // seen records h as seen now.
-func (t *Tracker) seen(h uint64, now int64) { t.record(h, now, now) }
-
-// record stores h as seen at sec (at most now), pruning by now, the clock's
-// second: the only time that decides what is past retention. A returning
-// account takes no lock (Touch); a new one locks its segment, and splits it
-// if it is full.
-func (t *Tracker) record(h uint64, sec, now int64) {
-	if h == 0 {
-		h = 1 // 0 marks an empty slot
-	}
-	cutoff, s32 := t.cutoff(now), toSec(sec)
-	if s32 < cutoff {
-		return // already past retention: it would never be counted
-	}
-	t.all.record(h, s32, cutoff)
-}
+func (t *Tracker) seen(h uint64, now int64) { t.recordIn(h, now, now, nil) }
 
 // cutoff is the oldest second still within retention at now.
 func (t *Tracker) cutoff(now int64) uint32 { return toSec(now - t.retSec) }
