@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,4 +176,42 @@ func TestSegmentsFallBackToLocal(t *testing.T) {
 	require.Error(t, err)
 	assert.False(t, r.Cluster)
 	assert.Equal(t, f.trs[0].CountsBy(windows...).Dimensions, r.Dimensions)
+}
+
+// TestSegmentCountsWhenRedisHangs: with dimensions, Counts makes two round
+// trips (the segments known, then the counts); against a server that hangs
+// rather than dies, it still returns by its context's deadline, and the
+// fallback carries the local breakdown.
+func TestSegmentCountsWhenRedisHangs(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
+	s := startServer(t)
+	f := newSegFleet(t, s, [][]string{{"plan"}}, []int{4})
+	f.seeIn(0, "a-", 10, []string{"free", "pro"}, []string{"-"})
+	require.NoError(t, f.cs[0].Push(context.Background()))
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGSTOP))
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			s.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+
+	const deadline, margin = 300 * time.Millisecond, 200 * time.Millisecond
+	start := time.Now()
+	_, err := f.cs[0].Counts(ctxWithTimeout(t, deadline), windows...)
+	took := time.Since(start)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, took, deadline+margin, "Counts returns by its deadline")
+	start = time.Now()
+	r, err := f.cs[0].CountsOrLocal(ctxWithTimeout(t, deadline), windows...)
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), deadline+margin)
+	assert.False(t, r.Cluster)
+	assert.Equal(t, f.trs[0].CountsBy(windows...).Dimensions, r.Dimensions)
+	resume()
+	f.cs[0].Close()
+	f.cs[0].abandoned.Wait()
 }
