@@ -319,20 +319,32 @@ func (t *Table) sweep(steps int, cutoff uint32) {
 // way and never counted, and the table is rebuilt smaller, or without its
 // tombstones, if that left it under half full or with many tombstones. Entries
 // never move within the pass: deletion leaves tombstones.
+//
+// A threshold at or below cutoff (a window as long as the retention, such as
+// the 7d or 30d gauge) counts every entry the pass leaves, which is Len
+// afterwards: it costs the pass nothing. Up to four others are counted by
+// the loops of countRun, more by countRest.
 func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
 	s := t.arr.Load().s
-	var th [4]uint64
-	for k := range th {
-		th[k] = 1 << 32 // counts nothing
-		if k < len(since) {
-			th[k] = uint64(since[k])
+	th := [4]uint64{1 << 32, 1 << 32, 1 << 32, 1 << 32} // counts nothing
+	var at [4]int                                       // th[j] is since[at[j]]
+	nth, rest := 0, len(since)
+	for k, sk := range since {
+		if sk <= cutoff {
+			continue
 		}
+		if nth == len(th) {
+			rest = k
+			break
+		}
+		th[nth], at[nth] = uint64(sk), k
+		nth++
 	}
 	var c [4]int
 	for i := 0; i < len(s); {
 		run := countRun(s[i:], cutoff, &th, &c)
-		if len(since) > len(th) {
-			countRest(s[i:i+run], since[len(th):], counts[len(th):])
+		if rest < len(since) {
+			countRest(s[i:i+run], cutoff, since[rest:], counts[rest:])
 		}
 		if i += run; i < len(s) {
 			t.expireAt(&s[i], cutoff)
@@ -340,8 +352,13 @@ func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
 			// cutoff: the next run counts it.
 		}
 	}
-	for k := range min(len(counts), len(c)) {
-		counts[k] += c[k]
+	for j := range nth {
+		counts[at[j]] += c[j]
+	}
+	for k, sk := range since {
+		if sk <= cutoff {
+			counts[k] += t.n // every entry left is seen at or after cutoff
+		}
 	}
 	t.tidy()
 }
@@ -408,9 +425,9 @@ func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	return i
 }
 
-// countRun3 is countRun for three thresholds (5m, 24h, 7d): each accumulator
-// left out takes about a tenth off the pass, which is why the common counts of
-// windows have loops of their own.
+// countRun3 is countRun for three thresholds (5m, 1h and 24h under a 7d
+// retention): each accumulator left out takes about a tenth off the pass,
+// which is why the common counts of windows have loops of their own.
 func countRun3(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	t0, t1, t2 := int64(th[0]), int64(th[1]), int64(th[2])
 	var a0, a1, a2 int64
@@ -443,8 +460,9 @@ func countRun3(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	return i
 }
 
-// countRun2 is countRun for one or two thresholds, the default scrape (24h
-// and 7d).
+// countRun2 is countRun for one or two thresholds: the exporters' default
+// scrape (24h and 7d, under the default 7d retention: one) and 5m, 24h, 7d
+// (two).
 func countRun2(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	t0, t1 := int64(th[0]), int64(th[1])
 	var a0, a1 int64
@@ -473,11 +491,13 @@ func countRun2(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	return i
 }
 
-func countRest(s []slot, since []uint32, counts []int) {
+// countRest adds to counts[k] the live entries of s seen at or after
+// since[k], for each threshold of since past cutoff.
+func countRest(s []slot, cutoff uint32, since []uint32, counts []int) {
 	for i := range s {
 		if sec := s[i].sec.Load(); sec != 0 {
 			for k, th := range since {
-				if sec >= th {
+				if th > cutoff && sec >= th {
 					counts[k]++
 				}
 			}

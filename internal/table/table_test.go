@@ -93,10 +93,13 @@ func TestAgainstMap(t *testing.T) {
 				tb.CountAndPrune(cutoff, nil, nil)
 				deleteOld()
 			default:
-				// Windows of 0, 10, 50, 100 and 1000 seconds (past now: 1000 is
-				// "everything"), six of them so the slow path past four runs too.
+				// Windows of 0, 3, 10, 50, 70, 100, 200 and 1000 seconds (100 is
+				// the cutoff's, 200 and 1000 past it: "everything", counted
+				// without a look at the slots), in an order that puts five
+				// shorter than the cutoff's first, then one longer, so the slow
+				// path past four runs too, beside a window it must leave out.
 				// A random number of them, to take each specialised path.
-				since := []uint32{now, now - 10, now - 50, now - 100, 1, now - 3}[:1+r.IntN(6)]
+				since := []uint32{now, now - 10, now - 100, now - 50, 1, now - 3, now - 70, now - 200}[:1+r.IntN(8)]
 				got := make([]int, len(since))
 				tb.CountAndPrune(cutoff, since, got)
 				deleteOld()
