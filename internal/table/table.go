@@ -3,9 +3,10 @@
 // linear probing, at most MaxCapacity slots.
 //
 // A Go map[uint64]uint32 spends 16 bytes a slot plus control bytes, iterates
-// slowly and never shrinks. Here a slot is 12 bytes (key halves and time side by
-// side, so a lookup touches one cache line), the capacity is any integer up to
-// MaxCapacity (so the load factor stays within a narrow band instead of halving
+// slowly and never shrinks. Here a slot is 12 bytes (an 8-byte key in an
+// array of keys, its 4-byte time in an array of times: a counting pass reads
+// only the times, and a lookup reads two lines at once), the capacity is any
+// integer up to MaxCapacity (so the load factor stays within a narrow band instead of halving
 // at every doubling), and the table shrinks when a prune leaves it under half
 // full. Nothing in it holds a pointer, so the garbage collector never scans it.
 //
@@ -63,26 +64,24 @@ const (
 	// many entries expire: expired entries fill at most 1/SweepStep of the slots
 	// (12.5%), half that on average, which is 8–20% of the entries at the loads
 	// kept. TestChurnWithoutCounts measures it: at least 88% of what is held is
-	// within retention. Eight 12-byte slots are 96 bytes: under two cache lines
-	// read sequentially.
+	// within retention. Eight times are 32 bytes: at most two cache lines.
 	SweepStep = 8
 )
 
-// slot is one entry. The key is split in two halves so that the struct is 12
-// bytes with 4-byte alignment rather than 16 with 8. An empty slot is all
-// zeros: callers never store a key of 0 (they map a hash of 0 to 1) nor a
-// second of 0 (1970-01-01T00:00:00, clamped to 1), so a time of 0 means "not
-// live": empty if the key is 0 too, a tombstone otherwise. A pass that only
-// counts can tell live slots by their time alone.
+// A slot array holds its keys, then its times: two arrays in one
+// allocation. A counting pass reads only times, so it reads 4 bytes a slot,
+// consecutive, rather than 12 with a key and a time side by side; a lookup
+// reads the line of its key and the line of its time, two loads the
+// processor issues together (their addresses are known at once).
 //
-// The fields are atomics because Touch reads them, and raises sec, without the
-// owner's lock. The key of a slot in a live array is written once, before its
-// time (which publishes it), and never again.
-type slot struct {
-	lo, hi, sec atomic.Uint32
-}
-
-func (s *slot) key() uint64 { return uint64(s.hi.Load())<<32 | uint64(s.lo.Load()) }
+// An empty slot is all zeros: callers never store a key of 0 (they map a
+// hash of 0 to 1) nor a second of 0 (1970-01-01T00:00:00, clamped to 1), so a
+// time of 0 means "not live": empty if the key is 0 too, a tombstone
+// otherwise. A pass that only counts can tell live slots by their time alone.
+//
+// The fields are atomics because Touch reads them, and raises times, without
+// the owner's lock. The key of a slot in a live array is written once, before
+// its time (which publishes it), and never again.
 
 // SlotBytes is the size of one slot, for memory accounting.
 const SlotBytes = 12
@@ -115,7 +114,22 @@ func (m Mixer) Mix(key uint64) uint64 {
 }
 
 // slots is one slot array, published whole through an atomic pointer.
-type slots struct{ s []slot }
+type slots struct {
+	keys []atomic.Uint64
+	secs []atomic.Uint32 // the tail of keys' allocation
+}
+
+// len is the number of slots.
+func (a *slots) len() int { return len(a.keys) }
+
+// at returns slot i's key and time.
+func (a *slots) at(i int) (*atomic.Uint64, *atomic.Uint32) { return &a.keys[i], &a.secs[i] }
+
+// newSlots returns c empty slots: c keys, then c times, in one allocation.
+func newSlots(c int) *slots {
+	w := make([]atomic.Uint64, c+(c+1)/2)
+	return &slots{w[:c:c], unsafe.Slice((*atomic.Uint32)(unsafe.Pointer(&w[c])), c)}
+}
 
 // Table maps keys to the last second they were seen at.
 type Table struct {
@@ -134,7 +148,7 @@ type Table struct {
 // (at most MaxCapacity slots).
 func New(mix Mixer, capacity int) *Table {
 	t := &Table{mix: mix}
-	t.arr.Store(&slots{make([]slot, capFor(capacity))})
+	t.arr.Store(newSlots(capFor(capacity)))
 	return t
 }
 
@@ -150,7 +164,7 @@ func fits(n, c int) bool { return n*maxLoadDen <= c*maxLoadNum }
 func (t *Table) Len() int { return t.n }
 
 // Cap is the number of slots.
-func (t *Table) Cap() int { return len(t.arr.Load().s) }
+func (t *Table) Cap() int { return t.arr.Load().len() }
 
 // home is the slot a placement hash belongs in: the high half of m×len, which
 // maps uniformly onto any length without a division (Lemire's fast range).
@@ -159,22 +173,23 @@ func home(m uint64, n int) int {
 	return int(hi)
 }
 
-// find returns the live slot holding key, or the empty slot that ends its probe
-// chain (where key would go), and whether key was found. Tombstones, even of
-// the same key, are passed over.
-func find(s []slot, key, m uint64) (*slot, bool) {
-	i := home(m, len(s))
-	lo, hi := uint32(key), uint32(key>>32)
+// find returns the index of the live slot holding key, or of the empty slot
+// that ends its probe chain (where key would go), and whether key was found.
+// Tombstones, even of the same key, are passed over.
+func find(a *slots, key, m uint64) (int, bool) {
+	n := a.len()
+	i := home(m, n)
 	for {
-		e := &s[i]
-		if e.sec.Load() != 0 {
-			if e.lo.Load() == lo && e.hi.Load() == hi {
-				return e, true
-			}
-		} else if e.lo.Load() == 0 && e.hi.Load() == 0 {
-			return e, false
+		k, sec := a.at(i)
+		// Both loads first: the first probe's two lines arrive together.
+		kv, live := k.Load(), sec.Load() != 0
+		if kv == key && live {
+			return i, true
 		}
-		if i++; i == len(s) {
+		if kv == 0 {
+			return i, false
+		}
+		if i++; i == n {
 			i = 0
 		}
 	}
@@ -190,19 +205,21 @@ func (t *Table) Touch(key, m uint64, sec uint32) bool {
 	if v&1 != 0 {
 		return false
 	}
-	e, found := find(t.arr.Load().s, key, m)
+	a := t.arr.Load()
+	i, found := find(a, key, m)
 	if !found {
 		return false
 	}
+	_, e := a.at(i)
 	for {
-		old := e.sec.Load()
+		old := e.Load()
 		if old >= sec {
 			return true // already as recent: whichever array holds it, it holds that
 		}
 		if old == 0 {
 			return false // tombstoned meanwhile: the caller inserts it again
 		}
-		if e.sec.CompareAndSwap(old, sec) {
+		if e.CompareAndSwap(old, sec) {
 			// The slot still held key (keys never change in a live array; a
 			// tombstone has time 0, which the swap would not match). If the
 			// array was being replaced meanwhile the copy may predate the swap.
@@ -228,12 +245,13 @@ const (
 // derives cutoff from its clock, never from sec: a time from the future must
 // not expire entries its clock still retains. The caller holds the lock.
 func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
-	s := t.arr.Load().s
-	e, found := find(s, key, m)
+	a := t.arr.Load()
+	i, found := find(a, key, m)
 	if found {
+		_, e := a.at(i)
 		for {
-			old := e.sec.Load()
-			if old >= sec || e.sec.CompareAndSwap(old, sec) {
+			old := e.Load()
+			if old >= sec || e.CompareAndSwap(old, sec) {
 				return Updated
 			}
 			if old == 0 { // impossible under the lock, but never spin on it
@@ -244,16 +262,17 @@ func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
 	if t.full {
 		return Full // its split is under way: no need to scan it again
 	}
-	if !fits(t.used+1, len(s)) {
+	if !fits(t.used+1, a.len()) {
 		if !t.makeRoom(cutoff) {
 			t.full = true
 			return Full
 		}
-		e, _ = find(t.arr.Load().s, key, m)
+		a = t.arr.Load()
+		i, _ = find(a, key, m)
 	}
-	e.lo.Store(uint32(key))
-	e.hi.Store(uint32(key >> 32))
-	e.sec.Store(sec) // last: publishes the entry to Touch
+	k, e := a.at(i)
+	k.Store(key)
+	e.Store(sec) // last: publishes the entry to Touch
 	t.n++
 	t.used++
 	t.sweep(SweepStep, cutoff)
@@ -275,21 +294,22 @@ func (t *Table) makeRoom(cutoff uint32) bool {
 
 // expire tombstones every entry older than cutoff.
 func (t *Table) expire(cutoff uint32) {
-	s := t.arr.Load().s
+	s := t.arr.Load().secs
 	for i := range s {
 		t.expireAt(&s[i], cutoff)
 	}
 }
 
-// expireAt tombstones e if it is live and older than cutoff. A Touch may raise
-// its time meanwhile: the swap then fails and the entry stays.
-func (t *Table) expireAt(e *slot, cutoff uint32) {
+// expireAt tombstones the entry whose time e is if it is live and older than
+// cutoff. A Touch may raise its time meanwhile: the swap then fails and the
+// entry stays.
+func (t *Table) expireAt(e *atomic.Uint32, cutoff uint32) {
 	for {
-		sec := e.sec.Load()
+		sec := e.Load()
 		if sec == 0 || sec >= cutoff {
 			return
 		}
-		if e.sec.CompareAndSwap(sec, 0) {
+		if e.CompareAndSwap(sec, 0) {
 			t.n--
 			return
 		}
@@ -300,14 +320,16 @@ func (t *Table) expireAt(e *slot, cutoff uint32) {
 // older than cutoff. It is the bounded, incremental half of pruning: inserts call
 // it so that churn cleans up after itself without anyone calling Counts.
 func (t *Table) sweep(steps int, cutoff uint32) {
-	s := t.arr.Load().s
+	a := t.arr.Load()
+	n := a.len()
 	i := t.cursor
-	if i >= len(s) {
+	if i >= n {
 		i = 0
 	}
 	for ; steps > 0; steps-- {
-		t.expireAt(&s[i], cutoff)
-		if i++; i == len(s) {
+		_, e := a.at(i)
+		t.expireAt(e, cutoff)
+		if i++; i == n {
 			i = 0
 		}
 	}
@@ -325,7 +347,7 @@ func (t *Table) sweep(steps int, cutoff uint32) {
 // afterwards: it costs the pass nothing. Up to four others are counted by
 // the loops of countRun, more by countRest.
 func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
-	s := t.arr.Load().s
+	s := t.arr.Load().secs
 	th := [4]uint64{1 << 32, 1 << 32, 1 << 32, 1 << 32} // counts nothing
 	var at [4]int                                       // th[j] is since[at[j]]
 	nth, rest := 0, len(since)
@@ -366,7 +388,7 @@ func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
 // tidy rebuilds the array after a prune if it is under half full (to shrink
 // it) or an eighth tombstones (to keep probes short).
 func (t *Table) tidy() {
-	c := len(t.arr.Load().s)
+	c := t.arr.Load().len()
 	if (c > MinCapacity && t.n*shrinkBelowDen < c) || (t.used-t.n)*maxTombDen > c {
 		t.rebuild(capFor(t.n))
 	}
@@ -385,7 +407,7 @@ func (t *Table) tidy() {
 // (sec - th) >> 63 is -1 if sec < th and 0 otherwise, so the count is the
 // slots passed plus the sum. (The atomic loads are plain loads on amd64 and
 // arm64.)
-func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
+func countRun(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	switch {
 	case th[2] == 1<<32:
 		return countRun2(s, cutoff, th, c)
@@ -397,7 +419,7 @@ func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	lim := max(cutoff, 1) - 1
 	i := 0
 	for ; i+1 < len(s); i += 2 { // two slots a turn, as countRun3
-		x, y := s[i].sec.Load(), s[i+1].sec.Load()
+		x, y := s[i].Load(), s[i+1].Load()
 		if x-1 < lim || y-1 < lim {
 			break
 		}
@@ -408,7 +430,7 @@ func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 		a3 += (v-t3)>>63 + (w-t3)>>63
 	}
 	for ; i < len(s); i++ {
-		sec := s[i].sec.Load()
+		sec := s[i].Load()
 		if sec-1 < lim {
 			break
 		}
@@ -428,14 +450,14 @@ func countRun(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 // countRun3 is countRun for three thresholds (5m, 1h and 24h under a 7d
 // retention): each accumulator left out takes about a tenth off the pass,
 // which is why the common counts of windows have loops of their own.
-func countRun3(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
+func countRun3(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	t0, t1, t2 := int64(th[0]), int64(th[1]), int64(th[2])
 	var a0, a1, a2 int64
 	lim := max(cutoff, 1) - 1
 	i := 0
 	// Two slots a turn: one test of both against the cutoff, one loop branch.
 	for ; i+1 < len(s); i += 2 {
-		x, y := s[i].sec.Load(), s[i+1].sec.Load()
+		x, y := s[i].Load(), s[i+1].Load()
 		if x-1 < lim || y-1 < lim {
 			break
 		}
@@ -445,7 +467,7 @@ func countRun3(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 		a2 += (v-t2)>>63 + (w-t2)>>63
 	}
 	for ; i < len(s); i++ {
-		sec := s[i].sec.Load()
+		sec := s[i].Load()
 		if sec-1 < lim {
 			break
 		}
@@ -463,13 +485,13 @@ func countRun3(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 // countRun2 is countRun for one or two thresholds: the exporters' default
 // scrape (24h and 7d, under the default 7d retention: one) and 5m, 24h, 7d
 // (two).
-func countRun2(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
+func countRun2(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	t0, t1 := int64(th[0]), int64(th[1])
 	var a0, a1 int64
 	lim := max(cutoff, 1) - 1
 	i := 0
 	for ; i+1 < len(s); i += 2 { // two slots a turn, as countRun3
-		x, y := s[i].sec.Load(), s[i+1].sec.Load()
+		x, y := s[i].Load(), s[i+1].Load()
 		if x-1 < lim || y-1 < lim {
 			break
 		}
@@ -478,7 +500,7 @@ func countRun2(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 		a1 += (v-t1)>>63 + (w-t1)>>63
 	}
 	for ; i < len(s); i++ {
-		sec := s[i].sec.Load()
+		sec := s[i].Load()
 		if sec-1 < lim {
 			break
 		}
@@ -493,9 +515,9 @@ func countRun2(s []slot, cutoff uint32, th *[4]uint64, c *[4]int) int {
 
 // countRest adds to counts[k] the live entries of s seen at or after
 // since[k], for each threshold of since past cutoff.
-func countRest(s []slot, cutoff uint32, since []uint32, counts []int) {
+func countRest(s []atomic.Uint32, cutoff uint32, since []uint32, counts []int) {
 	for i := range s {
-		if sec := s[i].sec.Load(); sec != 0 {
+		if sec := s[i].Load(); sec != 0 {
 			for k, th := range since {
 				if th > cutoff && sec >= th {
 					counts[k]++
@@ -508,11 +530,10 @@ func countRest(s []slot, cutoff uint32, since []uint32, counts []int) {
 // Range calls fn for every live entry seen at or after since, in slot order.
 // It changes nothing.
 func (t *Table) Range(since uint32, fn func(key uint64, sec uint32)) {
-	s := t.arr.Load().s
-	for i := range s {
-		e := &s[i]
-		if sec := e.sec.Load(); sec != 0 && sec >= since {
-			fn(e.key(), sec)
+	a := t.arr.Load()
+	for i := range a.secs {
+		if sec := a.secs[i].Load(); sec != 0 && sec >= since {
+			fn(a.keys[i].Load(), sec)
 		}
 	}
 }
@@ -522,49 +543,44 @@ func (t *Table) Range(since uint32, fn func(key uint64, sec uint32)) {
 // in the old array after this copied it finds out.
 func (t *Table) rebuild(c int) {
 	t.ver.Add(1)
-	s, n := t.copyInto(c, func(uint64) bool { return true })
-	t.arr.Store(&slots{s})
+	a, n := t.copyInto(c, func(uint64) bool { return true })
+	t.arr.Store(a)
 	t.n, t.used, t.cursor = n, n, 0
 	t.ver.Add(1)
 }
 
 // copyInto places the live entries for which keep(placement hash) holds into
 // a new array of c slots, and returns it and how many it holds.
-func (t *Table) copyInto(c int, keep func(m uint64) bool) ([]slot, int) {
-	old := t.arr.Load().s
-	s := make([]slot, c)
+//
+// The new array is not published yet, so it is filled with plain loads and
+// stores: an atomic store is a locked exchange on amd64, and the array is
+// published afterwards through an atomic pointer, which orders these writes
+// before any read of it.
+func (t *Table) copyInto(c int, keep func(m uint64) bool) (*slots, int) {
+	old := t.arr.Load()
+	a := newSlots(c)
 	n := 0
-	for k := range old {
-		e := &old[k]
-		sec := e.sec.Load()
+	for j := range old.secs {
+		sec := old.secs[j].Load()
 		if sec == 0 {
 			continue
 		}
-		key := e.key()
+		key := old.keys[j].Load()
 		m := t.mix.Mix(key)
 		if !keep(m) {
 			continue
 		}
 		i := home(m, c)
-		for *(*uint32)(unsafe.Pointer(&s[i].sec)) != 0 { // unpublished: see setUnpublished
+		for *(*uint64)(unsafe.Pointer(&a.keys[i])) != 0 {
 			if i++; i == c {
 				i = 0
 			}
 		}
-		s[i].setUnpublished(key, sec)
+		*(*uint64)(unsafe.Pointer(&a.keys[i])) = key
+		*(*uint32)(unsafe.Pointer(&a.secs[i])) = sec
 		n++
 	}
-	return s, n
-}
-
-// setUnpublished fills a slot of an array no other goroutine can see yet with
-// plain stores: an atomic store is a locked exchange on amd64, three a slot,
-// and the array is published afterwards through an atomic pointer, which
-// orders these writes before any read of it.
-func (e *slot) setUnpublished(key uint64, sec uint32) {
-	*(*uint32)(unsafe.Pointer(&e.lo)) = uint32(key)
-	*(*uint32)(unsafe.Pointer(&e.hi)) = uint32(key >> 32)
-	*(*uint32)(unsafe.Pointer(&e.sec)) = sec
+	return a, n
 }
 
 // Split retires the table and returns two tables holding its live entries:
@@ -574,20 +590,16 @@ func (e *slot) setUnpublished(key uint64, sec uint32) {
 func (t *Table) Split(b uint) (zero, one *Table) {
 	t.ver.Add(1) // never added back: retired
 	n := t.n
-	count := func(bit uint64) int {
-		k := 0
-		for i, s := 0, t.arr.Load().s; i < len(s); i++ {
-			if s[i].sec.Load() != 0 && t.mix.Mix(s[i].key())>>b&1 == bit {
-				k++
-			}
+	n0 := 0
+	t.Range(0, func(key uint64, _ uint32) {
+		if t.mix.Mix(key)>>b&1 == 0 {
+			n0++
 		}
-		return k
-	}
-	n0 := count(0)
+	})
 	side := func(bit uint64, k int) *Table {
-		s, got := t.copyInto(capFor(k), func(m uint64) bool { return m>>b&1 == bit })
+		a, got := t.copyInto(capFor(k), func(m uint64) bool { return m>>b&1 == bit })
 		nt := &Table{mix: t.mix, n: got, used: got}
-		nt.arr.Store(&slots{s})
+		nt.arr.Store(a)
 		return nt
 	}
 	return side(0, n0), side(1, n-n0)

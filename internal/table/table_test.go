@@ -8,11 +8,13 @@ import (
 
 // Get returns the time held for key and whether it is present (tests only).
 func (t *Table) Get(key uint64) (uint32, bool) {
-	e, found := find(t.arr.Load().s, key, t.mix.Mix(key))
+	a := t.arr.Load()
+	i, found := find(a, key, t.mix.Mix(key))
 	if !found {
 		return 0, false
 	}
-	return e.sec.Load(), true
+	_, sec := a.at(i)
+	return sec.Load(), true
 }
 
 // check verifies the linear-probing invariant: every live entry is reachable
@@ -20,32 +22,40 @@ func (t *Table) Get(key uint64) (uint32, bool) {
 // whole), no key is live twice, and n and used count what the slots hold.
 func check(t *testing.T, tb *Table) {
 	t.Helper()
-	s := tb.arr.Load().s
+	a := tb.arr.Load()
+	c := a.len()
+	key := func(i int) uint64 { k, _ := a.at(i); return k.Load() }
 	n, used := 0, 0
 	seen := map[uint64]bool{}
-	for i := range s {
-		e := &s[i]
-		if e.key() == 0 {
+	for i := range c {
+		k, sec := a.at(i)
+		if k.Load() == 0 {
+			if sec.Load() != 0 {
+				t.Fatalf("slot %d: a time without a key", i)
+			}
 			continue
 		}
 		used++
-		if e.sec.Load() == 0 {
+		if sec.Load() == 0 {
 			continue
 		}
 		n++
-		if seen[e.key()] {
-			t.Fatalf("key %x live twice", e.key())
+		if seen[k.Load()] {
+			t.Fatalf("key %x live twice", k.Load())
 		}
-		seen[e.key()] = true
-		h := home(tb.mix.Mix(e.key()), len(s))
-		for j := h; j != i; j = (j + 1) % len(s) {
-			if s[j].key() == 0 {
-				t.Fatalf("entry %x at %d: gap at %d after its home %d", e.key(), i, j, h)
+		seen[k.Load()] = true
+		h := home(tb.mix.Mix(k.Load()), c)
+		for j := h; j != i; j = (j + 1) % c {
+			if key(j) == 0 {
+				t.Fatalf("entry %x at %d: gap at %d after its home %d", k.Load(), i, j, h)
 			}
 		}
 	}
 	if n != tb.n || used != tb.used {
 		t.Fatalf("n = %d, used = %d; slots hold %d live, %d used", tb.n, tb.used, n, used)
+	}
+	if c < MinCapacity || c > MaxCapacity {
+		t.Fatalf("%d slots: not within [%d, %d]", c, MinCapacity, MaxCapacity)
 	}
 }
 
