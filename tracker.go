@@ -223,7 +223,7 @@ func (t *Tracker) cutoff(now int64) uint32 { return toSec(now - t.retSec) }
 // activity is at most that old now: age ≤ window, in whole seconds. A window
 // longer than the retention counts as the retention; a negative window counts
 // nothing. Counts locks one segment at a time and prunes expired entries as it
-// goes, so it costs one pass over the tables (about 3–4 ms per million
+// goes, so it costs one pass over the tables (about 2–2.5 ms per million
 // accounts) but never holds up Seen for longer than one segment's part of it.
 func (t *Tracker) Counts(windows ...time.Duration) []int {
 	now := t.nowSec()

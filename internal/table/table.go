@@ -394,8 +394,8 @@ func (t *Table) tidy() {
 	}
 }
 
-// countRun counts the live entries of s into c until the first one older than
-// cutoff, and returns its index (len(s) if none). It reads two slots a turn
+// countRun counts the live entries whose seconds s holds into c until the
+// first one older than cutoff, and returns its index (len(s) if none). It reads two slots a turn
 // (one test of both against the cutoff, one loop branch: a fifth off the
 // pass), then one at a time from the pair that holds an expired entry.
 //
