@@ -1,6 +1,8 @@
 package activeusers
 
 import (
+	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -22,6 +24,21 @@ func TestSplitDuringDoublingPointsTheCopy(t *testing.T) {
 	s := d.segs[0].Load()
 	require.Equal(t, uint(1), s.depth)
 
+	// This goroutine is the doubler from here to the publication, pinned as
+	// the real one is (set.double): the split waits for it spinning, pinned,
+	// so an unpinned doubler could be stopped by a garbage collection that in
+	// turn waits for the spinning split to stop — for ever. (It did, once in
+	// a few hundred runs beside an allocating test.) A doubling is short; this
+	// one lasts 50 ms, and a collection that began meanwhile would wait for
+	// it with every P stopped but this one, the split's too: so no collection
+	// starts until it is done. And the race needs two Ps, as in a tracker:
+	// one doubler and one split, both running.
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("the split and the doubler both spin pinned: this race needs GOMAXPROCS ≥ 2")
+	}
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	procPin()
 	d.frozen.Store(true) // a doubling begins: it has copied d, before the split
 	copied := d.doubled()
 	done := make(chan struct{})
@@ -29,12 +46,25 @@ func TestSplitDuringDoublingPointsTheCopy(t *testing.T) {
 		st.split(s) // not as deep as the directory: splits without doubling
 		close(done)
 	}()
-	select {
-	case <-done:
-		t.Fatal("the split finished before the doubled directory was published")
-	case <-time.After(50 * time.Millisecond):
+	// Wait until the split has pointed the old directory's entries (it then
+	// spins for the publication), and at least 50 ms, in which it must not
+	// finish.
+	early := false
+	for start := time.Now(); !early && time.Since(start) < 5*time.Second; {
+		if time.Since(start) > 50*time.Millisecond && d.segs[0].Load() != s {
+			break
+		}
+		select { // never blocks: a pinned goroutine must not
+		case <-done:
+			early = true
+		default:
+		}
 	}
+	reached := d.segs[0].Load() != s
 	st.dir.Store(copied) // the doubling publishes its copy
+	procUnpin()
+	require.False(t, early, "the split finished before the doubled directory was published")
+	require.True(t, reached, "the split did not point the old directory within 5 s")
 	<-done
 	require.True(t, s.dead)
 	for i := range copied.segs {
