@@ -543,64 +543,68 @@ func (t *Table) Range(since uint32, fn func(key uint64, sec uint32)) {
 // in the old array after this copied it finds out.
 func (t *Table) rebuild(c int) {
 	t.ver.Add(1)
-	a, n := t.copyInto(c, func(uint64) bool { return true })
+	old, a, n := t.arr.Load(), newSlots(c), 0
+	for j := range old.secs {
+		if sec := old.secs[j].Load(); sec != 0 {
+			key := old.keys[j].Load()
+			a.put(key, t.mix.Mix(key), sec)
+			n++
+		}
+	}
 	t.arr.Store(a)
 	t.n, t.used, t.cursor = n, n, 0
 	t.ver.Add(1)
 }
 
-// copyInto places the live entries for which keep(placement hash) holds into
-// a new array of c slots, and returns it and how many it holds.
-//
-// The new array is not published yet, so it is filled with plain loads and
+// put places key, whose placement hash is m, with time sec in a, an array
+// no other goroutine can see yet and that has room. It uses plain loads and
 // stores: an atomic store is a locked exchange on amd64, and the array is
 // published afterwards through an atomic pointer, which orders these writes
 // before any read of it.
-func (t *Table) copyInto(c int, keep func(m uint64) bool) (*slots, int) {
-	old := t.arr.Load()
-	a := newSlots(c)
-	n := 0
-	for j := range old.secs {
-		sec := old.secs[j].Load()
-		if sec == 0 {
-			continue
+func (a *slots) put(key, m uint64, sec uint32) {
+	c := len(a.keys)
+	i := home(m, c)
+	for *(*uint64)(unsafe.Pointer(&a.keys[i])) != 0 {
+		if i++; i == c {
+			i = 0
 		}
-		key := old.keys[j].Load()
-		m := t.mix.Mix(key)
-		if !keep(m) {
-			continue
-		}
-		i := home(m, c)
-		for *(*uint64)(unsafe.Pointer(&a.keys[i])) != 0 {
-			if i++; i == c {
-				i = 0
-			}
-		}
-		*(*uint64)(unsafe.Pointer(&a.keys[i])) = key
-		*(*uint32)(unsafe.Pointer(&a.secs[i])) = sec
-		n++
 	}
-	return a, n
+	*(*uint64)(unsafe.Pointer(&a.keys[i])) = key
+	*(*uint32)(unsafe.Pointer(&a.secs[i])) = sec
 }
 
 // Split retires the table and returns two tables holding its live entries:
 // those whose placement hash has bit b clear, and those with it set. A
 // retired table's version stays odd, so every Touch of it fails and its
 // caller looks the key up again; the caller must stop recording into it.
+//
+// Two passes over the entries: one counts each half, to size its array; the
+// other copies every entry to its half. (Under the owner's lock nothing
+// becomes live or dead between them: Touch only raises live times.)
 func (t *Table) Split(b uint) (zero, one *Table) {
 	t.ver.Add(1) // never added back: retired
-	n := t.n
+	old := t.arr.Load()
 	n0 := 0
-	t.Range(0, func(key uint64, _ uint32) {
-		if t.mix.Mix(key)>>b&1 == 0 {
+	for j := range old.secs {
+		if old.secs[j].Load() != 0 && t.mix.Mix(old.keys[j].Load())>>b&1 == 0 {
 			n0++
 		}
-	})
-	side := func(bit uint64, k int) *Table {
-		a, got := t.copyInto(capFor(k), func(m uint64) bool { return m>>b&1 == bit })
-		nt := &Table{mix: t.mix, n: got, used: got}
-		nt.arr.Store(a)
-		return nt
 	}
-	return side(0, n0), side(1, n-n0)
+	halves := [2]*slots{newSlots(capFor(n0)), newSlots(capFor(t.n - n0))}
+	var got [2]int
+	for j := range old.secs {
+		if sec := old.secs[j].Load(); sec != 0 {
+			key := old.keys[j].Load()
+			m := t.mix.Mix(key)
+			h := m >> b & 1
+			halves[h].put(key, m, sec)
+			got[h]++
+		}
+	}
+	var out [2]*Table
+	for h := range out {
+		out[h] = &Table{mix: t.mix, n: got[h], used: got[h]}
+		out[h].arr.Store(halves[h])
+	}
+	return out[0], out[1]
 }
