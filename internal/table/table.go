@@ -6,9 +6,9 @@
 // slowly and never shrinks. Here a slot is 12 bytes (an 8-byte key in an
 // array of keys, its 4-byte time in an array of times: a counting pass reads
 // only the times, and a lookup reads two lines at once), the capacity is any
-// integer up to MaxCapacity (so the load factor stays within a narrow band instead of halving
-// at every doubling), and the table shrinks when a prune leaves it under half
-// full. Nothing in it holds a pointer, so the garbage collector never scans it.
+// integer up to MaxCapacity (so the load factor stays within a narrow band
+// instead of halving at every doubling), and the table shrinks when a prune
+// leaves it under half full. Nothing in it holds a pointer, so the garbage collector never scans it.
 //
 // Concurrency. Writers (Record, CountAndPrune, Split) hold the
 // owner's lock. Touch, the returning user's path, takes no lock and may run
@@ -395,9 +395,10 @@ func (t *Table) tidy() {
 }
 
 // countRun counts the live entries whose seconds s holds into c until the
-// first one older than cutoff, and returns its index (len(s) if none). It reads two slots a turn
-// (one test of both against the cutoff, one loop branch: a fifth off the
-// pass), then one at a time from the pair that holds an expired entry.
+// first one older than cutoff, and returns its index (len(s) if none). It
+// reads two slots a turn (one test of both against the cutoff, one loop
+// branch: a fifth off the pass), then one at a time from the pair that holds
+// an expired entry.
 //
 // It is branch-free but for that stop: a third of the slots are empty, at
 // random, and a branch on emptiness mispredicts often enough to more than
