@@ -8,9 +8,10 @@
 // hash (activeusers.Entry.Hash), the same on every instance; score: its
 // last-seen second on the Redis server's clock — only the accounts seen since
 // its last successful push. Counts then answers for the whole cluster,
-// exactly, window by window, with one round trip of ZCOUNTs, and says whether
-// the figure is complete: whether every instance the cluster knows has its
-// latest push whole in what Redis holds now.
+// exactly, window by window, with one round trip of ZCOUNTs after one that
+// reads the registry of instances, and says whether the figure is complete:
+// whether every instance the cluster knows has its latest push whole in what
+// Redis holds now.
 //
 // # Guarantees
 //

@@ -51,8 +51,8 @@ func (r Result) IsComplete() bool { return r.Cluster && r.Complete == r.Instance
 // Counts returns, for each window, the accounts the whole cluster saw within
 // it, as pushed so far (up to one interval behind each instance), measured on
 // the Redis server's clock, and how complete that figure is. A window longer
-// than the tracker's retention counts as the retention. It makes one
-// pipelined round trip and returns an error if Redis cannot answer by ctx's
+// than the tracker's retention counts as the retention. It makes two
+// pipelined round trips (the registry, then the keys) and returns an error if Redis cannot answer by ctx's
 // deadline (and the WithTimeout one) — use CountsOrLocal to fall back to this
 // instance's counts.
 func (c *Cluster) Counts(ctx context.Context, windows ...time.Duration) (Result, error) {
@@ -82,27 +82,55 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 	}
 	ret := c.t.Retention()
 	ref := at.Add(offset).Unix()
-	// The segments of the tracker's dimensions that any instance pushed.
+	// Round trip 1: the registry, and the segments of the tracker's
+	// dimensions that any instance pushed. Round trip 2, below: the counts
+	// and every instance's marks. A push marks every key before it names the
+	// marks' epoch in the registry; read in the other order, any epoch the
+	// registry names here is on every key by the time the keys are read
+	// (in one round trip with a cluster of nodes, a key could be read before
+	// the registry's node and the registry after: a push in flight between
+	// them made a whole instance look incomplete).
 	dims := c.t.Dimensions()
 	var segs []string
-	if len(dims) > 0 {
-		var members *redis.StringSliceCmd
-		if err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+	var members *redis.StringSliceCmd
+	var reg *redis.MapStringStringCmd
+	if err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+		if len(dims) > 0 {
 			members = pipe.SMembers(ctx, c.segments)
-		}); err != nil {
-			c.lostContact()
-			return Result{}, err
 		}
+		reg = pipe.HGetAll(ctx, c.registry)
+	}); err != nil {
+		c.lostContact()
+		return Result{}, err
+	}
+	if len(dims) > 0 {
 		for _, s := range mergeSegments(members.Val(), nil) {
 			if slices.Contains(dims, parseSegment(s).Dimension) {
 				segs = append(segs, s)
 			}
 		}
 	}
+	nowMs := c.redisNowMs()
+	c.learn(reg.Val(), nowMs)
+	c.mu.Lock()
+	peers := make(map[string]peer, len(c.known)+1)
+	for id, p := range c.known {
+		if !p.left {
+			peers[id] = p
+		}
+	}
+	c.mu.Unlock()
+	select {
+	case <-c.stop: // shut down: no longer one of the cluster
+	default:
+		peers[c.id] = peer{heartbeat: nowMs, epoch: c.doneEpoch.Load()}
+		if c.failing.Load() {
+			peers[c.id] = peer{heartbeat: nowMs} // its push is not whole
+		}
+	}
 	keys := c.allKeys(segs)
 	zcounts := make([][]*redis.IntCmd, len(keys))
 	marks := make([]*redis.ZSliceCmd, len(keys))
-	var reg *redis.MapStringStringCmd
 	err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
 		for j, k := range keys {
 			zcounts[j] = make([]*redis.IntCmd, len(windows))
@@ -115,7 +143,6 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 			}
 			marks[j] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: k, Start: "-inf", Stop: "(0", ByScore: true})
 		}
-		reg = pipe.HGetAll(ctx, c.registry)
 	})
 	if err != nil {
 		c.lostContact()
@@ -159,24 +186,6 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 			r.Dimensions[i].Values = append(r.Dimensions[i].Values, activeusers.ValueCounts{Value: activeusers.OverflowValue, Counts: overflow[i]})
 		}
 	}
-	nowMs := c.redisNowMs()
-	c.learn(reg.Val(), nowMs)
-	c.mu.Lock()
-	peers := make(map[string]peer, len(c.known)+1)
-	for id, p := range c.known {
-		if !p.left {
-			peers[id] = p
-		}
-	}
-	c.mu.Unlock()
-	select {
-	case <-c.stop: // shut down: no longer one of the cluster
-	default:
-		peers[c.id] = peer{heartbeat: nowMs, epoch: c.doneEpoch.Load()}
-		if c.failing.Load() {
-			peers[c.id] = peer{heartbeat: nowMs} // its push is not whole
-		}
-	}
 	held := make([]map[string]float64, len(keys))
 	for j, cmd := range marks {
 		held[j] = map[string]float64{}
@@ -189,10 +198,10 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 	for id, p := range peers {
 		r.Instances++
 		whole := p.epoch > 0 && !p.behind && !c.overdue(p, nowMs)
-		// Each key must hold the push the registry names, or a later one: a
-		// push's last round trip marks the keys and the registry on several
-		// nodes at once, and a reader may see some marks moved on before the
-		// registry. Either way the key holds a whole push of the instance.
+		// Each key must hold the push the registry named, or a later one: a
+		// push that marked some keys after the registry was read here has
+		// moved their marks on. Either way the key holds a whole push of the
+		// instance.
 		for j := range held {
 			mark, ok := held[j][id]
 			whole = whole && ok && mark <= -float64(p.epoch)
