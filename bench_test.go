@@ -160,30 +160,31 @@ func BenchmarkCounts(b *testing.B) {
 			if im.name != "impl=model" && im.name != fmt.Sprintf("impl=tracker/segments=%d", DefaultSegments) {
 				continue
 			}
-			b.Run(fmt.Sprintf("users=%d/%s", n, im.name), func(b *testing.B) {
-				tr := im.make()
-				defer closeIt(tr)
-				for _, u := range pool {
-					tr.Seen(u)
+			for _, cold := range []bool{false, true} {
+				name := fmt.Sprintf("users=%d/%s", n, im.name)
+				if cold {
+					name += "/cache=cold"
 				}
-				c := tr.(interface{ Counts(...time.Duration) []int })
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
-					c.Counts(time.Hour, 24*time.Hour, 7*24*time.Hour)
-				}
-				runtime.KeepAlive(tr)
-			})
-			b.Run(fmt.Sprintf("users=%d/%s/cache=cold", n, im.name), func(b *testing.B) {
-				tr := im.make()
-				defer closeIt(tr)
-				for _, u := range pool {
-					tr.Seen(u)
-				}
-				c := tr.(interface{ Counts(...time.Duration) []int })
-				coldLoop(b, func() { c.Counts(time.Hour, 24*time.Hour, 7*24*time.Hour) })
-				runtime.KeepAlive(tr)
-			})
+				b.Run(name, func(b *testing.B) {
+					tr := im.make()
+					defer closeIt(tr)
+					for _, u := range pool {
+						tr.Seen(u)
+					}
+					c := tr.(interface{ Counts(...time.Duration) []int })
+					count := func() { c.Counts(time.Hour, 24*time.Hour, 7*24*time.Hour) }
+					if cold {
+						coldLoop(b, count)
+					} else {
+						b.ReportAllocs()
+						b.ResetTimer()
+						for b.Loop() {
+							count()
+						}
+					}
+					runtime.KeepAlive(tr)
+				})
+			}
 		}
 	}
 }
