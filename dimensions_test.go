@@ -296,7 +296,7 @@ func TestSegmentsConcurrent(t *testing.T) {
 
 // TestPairMemory: a million (account, segment) pairs in ten segments take
 // what a million accounts do, within the table's load band: 12 bytes a slot
-// at a load of 0.625–0.8 is 15–19.2 bytes, plus segments and directories.
+// at a load of 0.51–0.8 is 15–23.5 bytes, plus segments and directories.
 func TestPairMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a million accounts")

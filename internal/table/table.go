@@ -31,8 +31,10 @@ import (
 // quadratically. Tombstones count towards the load (they lengthen probes like
 // live entries) until a rebuild drops them. Rebuilding to 0.625 rather than 0.4
 // (doubling) keeps the heap per entry between 12/0.8 = 15 and 12/0.625 = 19.2
-// bytes while entries only arrive, at the cost of rebuilding ~4× as often as
-// doubling would; every rebuild is bounded by MaxCapacity.
+// bytes while a small table fills, at the cost of rebuilding ~4× as often as
+// doubling would; from half of MaxCapacity a table grows straight to it
+// (growCap), so at 0.51–0.8 there, 15–24 bytes. Every rebuild is bounded by
+// MaxCapacity.
 const (
 	maxLoadNum, maxLoadDen       = 4, 5 // rebuild (or split) before passing 0.8
 	targetLoadNum, targetLoadDen = 5, 8 // rebuild to 0.625
@@ -154,6 +156,22 @@ func New(mix Mixer, capacity int) *Table {
 
 func capFor(n int) int {
 	return min(max(n*targetLoadDen/targetLoadNum, MinCapacity), MaxCapacity)
+}
+
+// growCap is the capacity a table grows to for n entries: capFor(n), but
+// MaxCapacity from half of it on. A half left by a split (about 410 entries in
+// 655 slots) would otherwise rebuild twice before it splits again, at 524
+// entries to 839 slots and at 671 to 1024; going straight to 1024 at 524
+// copies each account about 2.3 times between two splits instead of 3.9 (a
+// new account's Seen 6–7% faster, docs/design.md), for a load of 0.51–0.8
+// rather than 0.64–0.8 in that stretch. It lands at or above half, where a
+// prune shrinks a table; if one does, the table goes to 0.625 of 819 slots
+// and needs 655 entries to come back, at 0.64: one rebuild, not a cycle.
+func growCap(n int) int {
+	if n >= MaxCapacity/2 {
+		return MaxCapacity
+	}
+	return capFor(n)
 }
 
 // fits reports whether n entries and tombstones fit in c slots within the load
@@ -280,11 +298,12 @@ func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
 }
 
 // makeRoom deletes what is older than cutoff and rebuilds the array without
-// tombstones at the target load for one more entry, no larger than
-// MaxCapacity. It reports whether one more entry then fits.
+// tombstones for one more entry: at the target load, or at MaxCapacity once
+// that holds half of it (see growCap). It reports whether one more entry
+// then fits.
 func (t *Table) makeRoom(cutoff uint32) bool {
 	t.expire(cutoff)
-	c := capFor(t.n + 1)
+	c := growCap(t.n + 1)
 	if !fits(t.n+1, c) {
 		return false
 	}

@@ -264,3 +264,72 @@ func TestChurnStaysPruned(t *testing.T) {
 		}
 	}
 }
+
+// TestGrowsStraightToMaxCapacityFromHalf: a split's half rebuilds once on its
+// way to the next split, straight to MaxCapacity; a prune that takes it back
+// under half shrinks it once, and it grows to MaxCapacity again only from a
+// load of 0.625 — no rebuilding back and forth at the boundary.
+func TestGrowsStraightToMaxCapacityFromHalf(t *testing.T) {
+	mix := NewMixer(11, 13)
+	tb := New(mix, 0)
+	k := uint64(1)
+	for tb.Record(k, mix.Mix(k), 100, 50) != Full {
+		k++
+	}
+	half, _ := tb.Split(0)
+	// rebuilds records keys of half (bit 0 of the mix clear) at sec, and
+	// returns the capacities its array was replaced with, until n entries.
+	rebuilds := func(n int, sec uint32) (caps []int) {
+		for half.Len() < n {
+			k++
+			m := mix.Mix(k)
+			if m&1 != 0 {
+				continue
+			}
+			before := half.arr.Load()
+			if half.Record(k, m, sec, 50) != Inserted {
+				t.Fatalf("key %d not inserted at %d entries", k, half.Len())
+			}
+			if half.arr.Load() != before {
+				caps = append(caps, half.Cap())
+			}
+		}
+		return caps
+	}
+	if got := rebuilds(MaxCapacity*4/5, 100); len(got) != 1 || got[0] != MaxCapacity {
+		t.Fatalf("from a split's half (%d entries) to full: rebuilt to %v, want once to %d", tb.Len()/2, got, MaxCapacity)
+	}
+	check(t, half)
+	// Expire all but 500: the prune shrinks it.
+	kept := 0
+	for _, j := range liveIndexes(half) {
+		if kept < 500 {
+			kept++
+			continue
+		}
+		_, sec := half.arr.Load().at(j)
+		sec.Store(60) // older than the cutoff below
+	}
+	half.CountAndPrune(100, nil, nil)
+	check(t, half)
+	if half.Len() != 500 || half.Cap() != capFor(500) {
+		t.Fatalf("after the prune: %d entries in %d slots, want 500 in %d", half.Len(), half.Cap(), capFor(500))
+	}
+	got := rebuilds(MaxCapacity*4/5, 200)
+	if len(got) != 1 || got[0] != MaxCapacity {
+		t.Fatalf("growing again: rebuilt to %v, want once to %d", got, MaxCapacity)
+	}
+	check(t, half)
+}
+
+// liveIndexes returns the indexes of tb's live slots.
+func liveIndexes(tb *Table) []int {
+	var idx []int
+	a := tb.arr.Load()
+	for i := range a.len() {
+		if _, sec := a.at(i); sec.Load() != 0 {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
