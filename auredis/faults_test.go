@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -428,4 +430,78 @@ func TestFailoverToALaggingReplica(t *testing.T) {
 	r := f.counts(1)
 	assert.True(t, r.IsComplete(), "%+v", r)
 	assert.Equal(t, 1600, r.Counts[3])
+}
+
+// markRecorder keeps the arguments of every command a client sends that
+// writes an instance's mark.
+type markRecorder struct {
+	mu   sync.Mutex
+	args [][]any
+}
+
+func (m *markRecorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (m *markRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (m *markRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		m.mu.Lock()
+		for _, cmd := range cmds {
+			if cmd.Name() != "zadd" {
+				continue
+			}
+			for _, a := range cmd.Args() {
+				if s, ok := a.(string); ok && strings.HasPrefix(s, markPrefix) {
+					m.args = append(m.args, slices.Clone(cmd.Args()))
+					break
+				}
+			}
+		}
+		m.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func (m *markRecorder) take() [][]any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.args
+	m.args = nil
+	return a
+}
+
+// TestALateMarkChangesNothing: a push's marking round trip that reaches Redis
+// again after a later push has marked the keys — a client's retry after a
+// read timeout, or a round trip given up on at its deadline whose goroutine
+// is only scheduled later — does not move any key's mark back to the older
+// epoch, so readers still find the figure complete and the next push does
+// not send everything again.
+func TestALateMarkChangesNothing(t *testing.T) {
+	s := startServer(t)
+	f := newFleet(t, s, 2)
+	rec := &markRecorder{}
+	f.cs[0].rdb.(*redis.Client).AddHook(rec)
+	ctx := context.Background()
+	f.see(0, "a-", 50)
+	f.see(1, "b-", 40)
+	f.pushAll()
+	early := rec.take()
+	require.NotEmpty(t, early, "the pushes so far marked the keys")
+	f.see(0, "a2-", 30)
+	f.pushAll()
+	require.True(t, f.counts(1).IsComplete())
+
+	rdb := client(s)
+	defer rdb.Close()
+	for _, args := range early {
+		require.NoError(t, rdb.Do(ctx, args...).Err(), "the earlier push's marks, delivered again")
+	}
+	for i := range f.cs {
+		r := f.counts(i)
+		assert.True(t, r.IsComplete(), "instance %d: the keys still hold the later push: %+v", i, r)
+		assert.Equal(t, 120, r.Counts[3])
+	}
+	fulls := f.cs[0].Stats().FullPushes
+	require.NoError(t, f.cs[0].Push(ctx))
+	assert.Equal(t, fulls, f.cs[0].Stats().FullPushes, "the next push found its marks where it left them")
 }

@@ -295,7 +295,13 @@ func (c *Cluster) push(ctx context.Context) (full, resumed bool, err error) {
 			if last {
 				cut := "(" + strconv.FormatInt(oldest, 10)
 				for _, k := range keys {
-					pipe.ZAdd(ctx, k, redis.Z{Score: -float64(epoch), Member: c.mark})
+					// LT: a newer epoch is a lower score, so a mark only
+					// ever moves to a newer push. This round trip may reach
+					// Redis again after a later push has marked the keys (a
+					// client's retry after a read timeout; a round trip
+					// given up on at its deadline and sent late), and must
+					// not make the keys look as if they had lost that push.
+					pipe.ZAddLT(ctx, k, redis.Z{Score: -float64(epoch), Member: c.mark})
 					pipe.ZRemRangeByScore(ctx, k, "0", cut)
 				}
 				for _, id := range departed {
