@@ -164,9 +164,11 @@ func capFor(n int) int {
 // entries to 839 slots and at 671 to 1024; going straight to 1024 at 524
 // copies each account about 2.3 times between two splits instead of 3.9 (a
 // new account's Seen 6–7% faster, docs/design.md), for a load of 0.51–0.8
-// rather than 0.64–0.8 in that stretch. It lands at or above half, where a
-// prune shrinks a table; if one does, the table goes to 0.625 of 819 slots
-// and needs 655 entries to come back, at 0.64: one rebuild, not a cycle.
+// rather than 0.64–0.8 in that stretch. It lands at or just above half,
+// where a prune shrinks a table; if one does, the table shrinks to capFor(n)
+// (at most 819 slots) and grows again only at 0.8 of that, after about a
+// quarter more entries (511 → 655): one rebuild each way, as the entries
+// come and go, never a rebuild back and forth.
 func growCap(n int) int {
 	if n >= MaxCapacity/2 {
 		return MaxCapacity
