@@ -52,7 +52,7 @@ func TestProgram(t *testing.T) {
 	}
 	charts := t.TempDir()
 	args := []string{"-runs", "1", "-benchtime", "10ms", "-users", "20000,40000", "-latency-users", "20000", "-latency-time", "100ms",
-		"-tail-users", "20000", "-tail-grow", "40000", "-tail-calls", "40000",
+		"-tail-users", "20000", "-tail-grow", "40000", "-tail-calls", "40000", "-new-users", "20000",
 		"-goroutines", "1,16", "-segment-sweep", "4,16", "-contenders", "activeusers,mutexmap,xsync"}
 	o, err := parseFlags(append(args, "-charts", charts))
 	require.NoError(t, err)
