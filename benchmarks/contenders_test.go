@@ -92,7 +92,7 @@ func TestProgram(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	for _, bad := range [][]string{{"-users", "10,x"}, {"-users", "0"}, {"-procs", "-1"}, {"-runs", "-2"}} {
+	for _, bad := range [][]string{{"-users", "10,x"}, {"-users", "0"}, {"-procs", "-1"}, {"-runs", "-2"}, {"-new-users", "-5"}} {
 		_, err := parseFlags(bad)
 		assert.Error(t, err, strings.Join(bad, " "))
 	}

@@ -139,8 +139,8 @@ func parseFlags(args []string) (options, error) {
 			o.contenders[strings.TrimSpace(n)] = true
 		}
 	}
-	if o.runs < 1 || o.latUsers < 1 || o.bestSegments < 0 {
-		return o, fmt.Errorf("-runs, -latency-users and -segments must be positive")
+	if o.runs < 1 || o.latUsers < 1 || o.newUsers < 1 || o.bestSegments < 0 {
+		return o, fmt.Errorf("-runs, -latency-users, -new-users and -segments must be positive")
 	}
 	return o, nil
 }
