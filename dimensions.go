@@ -185,13 +185,27 @@ func (t *Tracker) recordIn(h uint64, sec, now int64, values []string) {
 	if s32 < cutoff {
 		return // already past retention: it would never be counted
 	}
-	t.all.record(h, s32, cutoff)
+	if len(values) == 0 {
+		t.all.record(h, s32, cutoff)
+		return
+	}
 	if len(values) > len(t.dims) {
 		values = values[:len(t.dims)]
 	}
+	// Each set's slot is a cache miss of its own, as long as the whole
+	// SeenIn without them: start every segment's on its way before waiting
+	// for the overall one, so that they overlap.
+	var sets [MaxDimensions]*set
 	for i, v := range values {
 		if v != "" {
-			t.dims[i].set(v).record(h, s32, cutoff)
+			sets[i] = t.dims[i].set(v)
+			sets[i].prefetch(h)
+		}
+	}
+	t.all.record(h, s32, cutoff)
+	for _, st := range sets[:len(values)] {
+		if st != nil {
+			st.record(h, s32, cutoff)
 		}
 	}
 }

@@ -90,6 +90,16 @@ func (st *set) record(key uint64, sec, cutoff uint32) {
 	}
 }
 
+// prefetch starts loading the slot record(key, …) will read first (see
+// table.Table.Prefetch).
+func (st *set) prefetch(key uint64) {
+	if key == 0 {
+		key = 1
+	}
+	m := st.mix.Mix(key)
+	st.dir.Load().lookup(m).tab.Prefetch(m)
+}
+
 // counts returns, for each threshold of since (made by Tracker.thresholds),
 // the entries seen at or after it, placed at the index idx gives among n, and
 // deletes entries older than cutoff on the way.
