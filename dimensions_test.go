@@ -198,6 +198,25 @@ func TestAccountInTwoSegmentsCountsOnceInEach(t *testing.T) {
 	assert.Equal(t, []string{"plan", "platform"}, tr.Dimensions())
 }
 
+// TestAccountBackAfterExpiryCountsOnceInItsSegment: an account whose
+// overall entry was pruned while its pair was not (Counts prunes only the
+// accounts) is new to the tracker when it returns, and its pair, still held,
+// is updated rather than held twice.
+func TestAccountBackAfterExpiryCountsOnceInItsSegment(t *testing.T) {
+	now := t0
+	tr := New(WithDimensions("plan"), WithRetention(time.Hour), fixed(&now))
+	tr.SeenIn("alice", "pro")
+	now = now.Add(2 * time.Hour)
+	assert.Equal(t, []int{0}, tr.Counts(time.Hour)) // prunes alice, not her pair
+	tr.SeenIn("alice", "pro")
+	tr.SeenIn("alice", "pro")
+	b := tr.CountsBy(time.Minute, time.Hour)
+	assert.Equal(t, []int{1, 1}, b.Overall)
+	assert.Equal(t, []ValueCounts{{"pro", []int{1, 1}}, {OverflowValue, []int{0, 0}}}, b.Dimensions[0].Values)
+	st := tr.Stats()
+	assert.Equal(t, [2]int{1, 1}, [2]int{st.Entries, st.Pairs}, "alice and her pair, once each")
+}
+
 // TestValuesStayBounded: a flood of distinct values folds into the
 // overflow value, counted, and memory does not grow with the values sent.
 func TestValuesStayBounded(t *testing.T) {
