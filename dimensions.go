@@ -192,9 +192,10 @@ func (t *Tracker) recordIn(h uint64, sec, now int64, values []string) {
 	if len(values) > len(t.dims) {
 		values = values[:len(t.dims)]
 	}
-	// Each set's slot is a cache miss of its own, as long as the whole
-	// SeenIn without them: start every segment's on its way before waiting
-	// for the overall one, so that they overlap.
+	// Each segment's slot is a cache miss of its own, costing about what a
+	// whole Seen does: start each on its way before recording the account
+	// overall, so that the misses overlap (docs/design.md, "A segment's
+	// second touch").
 	var sets [MaxDimensions]*set
 	for i, v := range values {
 		if v != "" {
