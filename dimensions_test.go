@@ -217,6 +217,30 @@ func TestAccountBackAfterExpiryCountsOnceInItsSegment(t *testing.T) {
 	assert.Equal(t, [2]int{1, 1}, [2]int{st.Entries, st.Pairs}, "alice and her pair, once each")
 }
 
+// TestMoreValuesThanDimensionsAreIgnored: a caller that passes more values
+// than the tracker has dimensions (here MaxDimensions of them, and three
+// times as many values) records the first value of each dimension and
+// ignores the rest.
+func TestMoreValuesThanDimensionsAreIgnored(t *testing.T) {
+	now := t0
+	names := make([]string, MaxDimensions)
+	values := make([]string, 3*MaxDimensions)
+	for i := range names {
+		names[i] = "d" + strconv.Itoa(i)
+	}
+	for i := range values {
+		values[i] = "v" + strconv.Itoa(i)
+	}
+	tr := New(WithDimensions(names...), fixed(&now))
+	tr.SeenIn("alice", values...)
+	b := tr.CountsBy(time.Hour)
+	require.Len(t, b.Dimensions, MaxDimensions)
+	for i, d := range b.Dimensions {
+		assert.Equal(t, []ValueCounts{{values[i], []int{1}}, {OverflowValue, []int{0}}}, d.Values, d.Name)
+	}
+	assert.Equal(t, MaxDimensions, tr.Stats().Pairs)
+}
+
 // TestValuesStayBounded: a flood of distinct values folds into the
 // overflow value, counted, and memory does not grow with the values sent.
 func TestValuesStayBounded(t *testing.T) {

@@ -68,14 +68,20 @@ func newSet(mix table.Mixer, segments int) *set {
 	return st
 }
 
-// record stores key as seen at sec, deleting on the way only entries older
-// than cutoff. A key of 0 is stored as 1: 0 marks an empty slot. A key already held takes no lock (Touch); a new one
-// locks its segment, and splits it if it is full.
-func (st *set) record(key uint64, sec, cutoff uint32) {
-	if key == 0 {
-		key = 1
+// place returns the key a hash is stored as and its placement hash. A hash of
+// 0 is stored as 1: 0 marks an empty slot.
+func (st *set) place(h uint64) (key, m uint64) {
+	if h == 0 {
+		h = 1
 	}
-	m := st.mix.Mix(key)
+	return h, st.mix.Mix(h)
+}
+
+// record stores key as seen at sec, deleting on the way only entries older
+// than cutoff (see place for a key of 0). A key already held takes no lock
+// (Touch); a new one locks its segment, and splits it if it is full.
+func (st *set) record(key uint64, sec, cutoff uint32) {
+	key, m := st.place(key)
 	if st.dir.Load().lookup(m).tab.Touch(key, m, sec) {
 		return
 	}
@@ -93,10 +99,7 @@ func (st *set) record(key uint64, sec, cutoff uint32) {
 // prefetch starts loading the slot record(key, …) will read first (see
 // table.Table.Prefetch).
 func (st *set) prefetch(key uint64) {
-	if key == 0 {
-		key = 1
-	}
-	m := st.mix.Mix(key)
+	_, m := st.place(key)
 	st.dir.Load().lookup(m).tab.Prefetch(m)
 }
 
