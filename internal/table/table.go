@@ -134,16 +134,29 @@ func newSlots(c int) *slots {
 }
 
 // Table maps keys to the last second they were seen at.
+//
+// Its fields fit one 64-byte cache line (TestTableFitsOneCacheLine): a Seen
+// reads ver and arr, an insert most of the rest, and at 10M accounts the
+// tables' headers are 1.6 MB, mostly out of cache. When the spares' fields
+// made it 88 bytes (96 allocated, so most headers straddled two lines), the
+// median Seen while growing to 10M rose from 0.79–0.84 to 0.92–0.94 µs
+// even with no spare ever made. Hence the 32-bit counts, which MaxCapacity
+// bounds.
 type Table struct {
 	// ver is odd while the slot array is being replaced, and stays odd once
 	// the table is retired by Split. Touch reads it before and after.
 	ver    atomic.Uint32
+	n      int32 // live entries
+	used   int32 // live entries and tombstones
+	cursor int32 // next slot the incremental sweep examines
 	arr    atomic.Pointer[slots]
-	n      int  // live entries
-	used   int  // live entries and tombstones
-	full   bool // at MaxCapacity and full of live entries: due to be split
-	cursor int  // next slot the incremental sweep examines
 	mix    Mixer
+	// spare holds empty arrays made outside the lock for the next rebuild
+	// ([0]) or split (both halves); asked is set once a caller has been told
+	// to make them (see Spares).
+	spare [2]*slots
+	full  bool // at MaxCapacity and full of live entries: due to be split
+	asked bool
 }
 
 // New returns an empty table with room for capacity entries at the target load
@@ -181,7 +194,7 @@ func growCap(n int) int {
 func fits(n, c int) bool { return n*maxLoadDen <= c*maxLoadNum }
 
 // Len is the number of entries held.
-func (t *Table) Len() int { return t.n }
+func (t *Table) Len() int { return int(t.n) }
 
 // Cap is the number of slots.
 func (t *Table) Cap() int { return t.arr.Load().len() }
@@ -295,7 +308,7 @@ func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
 	if t.full {
 		return Full // its split is under way: no need to scan it again
 	}
-	if !fits(t.used+1, a.len()) {
+	if !fits(int(t.used)+1, a.len()) {
 		if !t.makeRoom(cutoff) {
 			t.full = true
 			return Full
@@ -318,8 +331,9 @@ func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
 // then fits.
 func (t *Table) makeRoom(cutoff uint32) bool {
 	t.expire(cutoff)
-	c := growCap(t.n + 1)
-	if !fits(t.n+1, c) {
+	n := int(t.n)
+	c := growCap(n + 1)
+	if !fits(n+1, c) {
 		return false
 	}
 	t.rebuild(c)
@@ -356,7 +370,7 @@ func (t *Table) expireAt(e *atomic.Uint32, cutoff uint32) {
 func (t *Table) sweep(steps int, cutoff uint32) {
 	a := t.arr.Load()
 	n := a.len()
-	i := t.cursor
+	i := int(t.cursor)
 	if i >= n {
 		i = 0
 	}
@@ -367,7 +381,7 @@ func (t *Table) sweep(steps int, cutoff uint32) {
 			i = 0
 		}
 	}
-	t.cursor = i
+	t.cursor = int32(i)
 }
 
 // CountAndPrune adds to counts[k] the number of entries seen at or after
@@ -413,18 +427,23 @@ func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
 	}
 	for k, sk := range since {
 		if sk <= cutoff {
-			counts[k] += t.n // every entry left is seen at or after cutoff
+			counts[k] += int(t.n) // every entry left is seen at or after cutoff
 		}
 	}
 	t.tidy()
 }
 
 // tidy rebuilds the array after a prune if it is under half full (to shrink
-// it) or an eighth tombstones (to keep probes short).
+// it) or an eighth tombstones (to keep probes short). A prune that deleted
+// anything makes spares moot (they were sized for a table without
+// tombstones): it drops them, so an idle table never keeps them.
 func (t *Table) tidy() {
+	if t.used != t.n {
+		t.spare, t.asked = [2]*slots{}, false
+	}
 	c := t.arr.Load().len()
-	if (c > MinCapacity && t.n*shrinkBelowDen < c) || (t.used-t.n)*maxTombDen > c {
-		t.rebuild(capFor(t.n))
+	if n, used := int(t.n), int(t.used); (c > MinCapacity && n*shrinkBelowDen < c) || (used-n)*maxTombDen > c {
+		t.rebuild(capFor(n))
 	}
 }
 
@@ -575,10 +594,11 @@ func (t *Table) Range(since uint32, fn func(key uint64, sec uint32)) {
 
 // rebuild replaces the array by one of c slots holding the live entries and
 // no tombstones. The version is odd meanwhile, so a Touch that raises a time
-// in the old array after this copied it finds out.
+// in the old array after this copied it finds out. It takes the spare array
+// if that has c slots; any spare left is moot afterwards and dropped.
 func (t *Table) rebuild(c int) {
 	t.ver.Add(1)
-	old, a, n := t.arr.Load(), newSlots(c), 0
+	old, a, n := t.arr.Load(), t.takeSpare(0, c), 0
 	for j := range old.secs {
 		if sec := old.secs[j].Load(); sec != 0 {
 			key := old.keys[j].Load()
@@ -587,7 +607,8 @@ func (t *Table) rebuild(c int) {
 		}
 	}
 	t.arr.Store(a)
-	t.n, t.used, t.cursor = n, n, 0
+	t.n, t.used, t.cursor = int32(n), int32(n), 0
+	t.spare, t.asked = [2]*slots{}, false
 	t.ver.Add(1)
 }
 
@@ -625,7 +646,7 @@ func (t *Table) Split(b uint) (zero, one *Table) {
 			n0++
 		}
 	}
-	halves := [2]*slots{newSlots(capFor(n0)), newSlots(capFor(t.n - n0))}
+	halves := [2]*slots{t.takeSpare(0, capFor(n0)), t.takeSpare(1, capFor(int(t.n)-n0))}
 	var got [2]int
 	for j := range old.secs {
 		if sec := old.secs[j].Load(); sec != 0 {
@@ -638,8 +659,162 @@ func (t *Table) Split(b uint) (zero, one *Table) {
 	}
 	var out [2]*Table
 	for h := range out {
-		out[h] = &Table{mix: t.mix, n: got[h], used: got[h]}
+		out[h] = &Table{mix: t.mix, n: int32(got[h]), used: int32(got[h])}
 		out[h].arr.Store(halves[h])
 	}
 	return out[0], out[1]
 }
+
+// Spare arrays. A rebuild or a split allocates under the owner's lock: one or
+// two arrays of 8–12 KiB in a growing tracker, whose pages are often fresh
+// from the OS and fault in as the copy writes them. Most such allocations take
+// a few microseconds, but hundreds in a 10M-account growth took over 50
+// (docs/design.md, "The growth tail"), and every insert into the segment
+// waited for them. So a table close to its next rebuild or split asks the
+// inserting goroutine for the arrays that will need (Spares): it makes them
+// after unlocking (MakeSpares) and hands them over under the lock
+// (GiveSpares). A rebuild or split then copies into memory already faulted
+// in, and allocates under the lock only if the spares did not arrive or no
+// longer fit (a prune meanwhile changed the sizes).
+const (
+	// spareAhead is how many inserts before its next rebuild or split a
+	// table asks for spares. The spares are made within microseconds; at
+	// the insert rates measured (2M new accounts a second over a thousand
+	// segments or more) a segment sees that many inserts in milliseconds.
+	// Few, so that few tables hold spares at once: they are memory not yet
+	// holding accounts (12 KiB for a rebuild to MaxCapacity, about 16 KiB
+	// for a split's halves), held by about 1 table in 40 in a steady growth.
+	spareAhead = 4
+	// spareMinCap is the smallest array worth a spare. Smaller ones come
+	// from the allocator's per-P cache in well under a microsecond, and
+	// only small tables (a tracker's first few thousand accounts) make them.
+	spareMinCap = MaxCapacity / 2
+	// spareSlackDen bounds how much larger than asked a spare may be and
+	// still be used: a split's halves are sized by a count made without the
+	// lock, before the last few inserts (spareAhead slots of margin, about
+	// 1%); a spare further off was made moot by a prune and is dropped.
+	spareSlackDen = 16
+)
+
+// SpareRequest says which arrays a table's next rebuild or split will need.
+// The zero value asks for none.
+type SpareRequest struct {
+	ver   uint32 // the version when asked: spares made for another array are refused
+	c     int    // a rebuild's capacity, or 0 for a split's halves
+	split bool
+}
+
+// Wanted reports whether the request asks for anything.
+func (r SpareRequest) Wanted() bool { return r.c != 0 || r.split }
+
+// Spares reports, once per slot array, that the table is within spareAhead
+// inserts of a rebuild or split that will allocate at least spareMinCap
+// slots, and which. It asks only while no entry has expired (a growing
+// table), when the next sizes are known: a table under MaxCapacity will
+// rebuild to growCap(limit+1), one at MaxCapacity will split. If entries
+// expire before, the spares may not fit and are dropped. The caller
+// holds the lock, calls it after an insert, and if Wanted, unlocks and calls
+// MakeSpares.
+func (t *Table) Spares() SpareRequest {
+	c := t.arr.Load().len()
+	if t.asked || t.used != t.n || fits(int(t.used)+spareAhead, c) {
+		return SpareRequest{} // asked already, or tombstones make the next size unsure, or not close yet
+	}
+	t.asked = true
+	if c == MaxCapacity {
+		return SpareRequest{ver: t.ver.Load(), split: true}
+	}
+	next := growCap(c*maxLoadNum/maxLoadDen + 1)
+	if next < spareMinCap {
+		return SpareRequest{}
+	}
+	return SpareRequest{ver: t.ver.Load(), c: next}
+}
+
+// Spares is a set of arrays made for one table's next rebuild or split.
+type Spares struct {
+	ver uint32
+	a   [2]*slots
+}
+
+// MakeSpares makes the arrays r asks for, with their pages written so that
+// they are faulted in. It takes no lock and must be called without the
+// owner's: it allocates, and for a split, whose halves are split by bit b of
+// the placement hash, counts each half's entries in the current array (with
+// atomic loads: an estimate, the last inserts before the split add up to
+// spareAhead to either half).
+func (t *Table) MakeSpares(r SpareRequest, b uint) Spares {
+	sp := Spares{ver: r.ver}
+	if !r.split {
+		sp.a[0] = newFaulted(r.c)
+		return sp
+	}
+	a := t.arr.Load()
+	var n [2]int
+	for j := range a.secs {
+		if a.secs[j].Load() != 0 {
+			n[t.mix.Mix(a.keys[j].Load())>>b&1]++
+		}
+	}
+	for h := range sp.a {
+		sp.a[h] = newFaulted(capFor(n[h] + spareAhead))
+	}
+	return sp
+}
+
+// GiveSpares hands the table the arrays MakeSpares made, unless its array
+// was replaced since they were asked for (or it was split: a retired table's
+// version stays odd). The caller holds the lock.
+func (t *Table) GiveSpares(sp Spares) {
+	if t.ver.Load() == sp.ver {
+		t.spare = sp.a
+	}
+}
+
+// SpareCap is the number of slots in spare arrays the table holds, for
+// memory accounting.
+func (t *Table) SpareCap() int {
+	c := 0
+	for _, a := range t.spare {
+		if a != nil {
+			c += a.len()
+		}
+	}
+	return c
+}
+
+// takeSpare returns spare array h, if there is one of c slots or a little
+// more (see spareSlackDen), or else a new array of c slots. Spare h is
+// dropped either way.
+func (t *Table) takeSpare(h, c int) *slots {
+	a := t.spare[h]
+	t.spare[h] = nil
+	if a != nil && a.len() >= c && a.len()-c <= c/spareSlackDen {
+		// Zero it again, in order: the copy then writes into lines
+		// already in cache, as into an array the allocator has just
+		// zeroed. Made milliseconds ago, the spare's lines are cold, and
+		// the copy's writes at random places each missed.
+		clear(unsafe.Slice((*uint64)(unsafe.Pointer(&a.keys[0])), a.len()+(a.len()+1)/2))
+		return a
+	}
+	return newSlots(c)
+}
+
+// newFaulted returns newSlots(c) with a byte written on every page of its
+// memory, so that a later copy into it takes no page fault: a fresh span's
+// memory is not zeroed by the allocator (the OS gives it zeroed) and so not
+// yet touched.
+func newFaulted(c int) *slots {
+	a := newSlots(c)
+	base := unsafe.Pointer(&a.keys[0])
+	size := uintptr(c) * SlotBytes
+	for off := uintptr(0); off < size; off += pageBytes {
+		*(*byte)(unsafe.Add(base, off)) = 0
+	}
+	*(*byte)(unsafe.Add(base, size-1)) = 0
+	return a
+}
+
+// pageBytes is the smallest page size of the platforms Go runs on; on
+// larger pages some writes are redundant.
+const pageBytes = 4096

@@ -2,8 +2,10 @@ package table
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 // Get returns the time held for key and whether it is present (tests only).
@@ -51,7 +53,7 @@ func check(t *testing.T, tb *Table) {
 			}
 		}
 	}
-	if n != tb.n || used != tb.used {
+	if n != int(tb.n) || used != int(tb.used) {
 		t.Fatalf("n = %d, used = %d; slots hold %d live, %d used", tb.n, tb.used, n, used)
 	}
 	if c < MinCapacity || c > MaxCapacity {
@@ -214,7 +216,7 @@ func TestTouchDuringRebuild(t *testing.T) {
 			default:
 			}
 			mu.Lock()
-			tb.rebuild(capFor(tb.n))
+			tb.rebuild(capFor(int(tb.n)))
 			mu.Unlock()
 		}
 	})
@@ -332,4 +334,165 @@ func liveIndexes(tb *Table) []int {
 		}
 	}
 	return idx
+}
+
+// mallocs returns how many heap allocations f made.
+func mallocs(f func()) uint64 {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.Mallocs - before.Mallocs
+}
+
+// grow records new keys into tb, whose keys' placement hashes have bit b
+// equal to half (any if half < 0), until Record says Full, acting on every
+// spare request as a tracker does (give false: asking, and dropping what is
+// made). It returns the allocations of the Records that rebuilt the array.
+func grow(t *testing.T, tb *Table, k *uint64, b uint, half int, give bool) (rebuilds int, allocs uint64) {
+	t.Helper()
+	for {
+		*k++
+		m := tb.mix.Mix(*k)
+		if half >= 0 && int(m>>b&1) != half {
+			continue
+		}
+		before := tb.arr.Load()
+		var out Outcome
+		n := mallocs(func() { out = tb.Record(*k, m, 100, 50) })
+		if out == Full {
+			return rebuilds, allocs
+		}
+		if tb.arr.Load() != before && tb.Cap() >= spareMinCap {
+			rebuilds++
+			allocs += n
+		}
+		if req := tb.Spares(); req.Wanted() {
+			sp := tb.MakeSpares(req, b)
+			if give {
+				tb.GiveSpares(sp)
+			}
+		}
+	}
+}
+
+// TestSparesTakeAllocationsOutOfTheHold: a growing table given the spares it
+// asks for rebuilds to MaxCapacity and splits without allocating an array,
+// so its owner's lock is never held for an allocation; without them it
+// allocates each one, and holds the same entries either way.
+func TestSparesTakeAllocationsOutOfTheHold(t *testing.T) {
+	mix := NewMixer(3, 5)
+	for _, give := range []bool{true, false} {
+		tb := New(mix, 0)
+		k := uint64(0)
+		grow(t, tb, &k, 0, -1, give)
+		var zero, one *Table
+		n := mallocs(func() { zero, one = tb.Split(0) })
+		// Two allocations are the halves' Table headers; each array is two
+		// more (its memory and its header).
+		if want := map[bool]uint64{true: 2, false: 6}[give]; n != want {
+			t.Errorf("spares given %v: the split allocated %d times, want %d", give, n, want)
+		}
+		if zero.SpareCap()+one.SpareCap() != 0 {
+			t.Errorf("a split's halves hold spares")
+		}
+		check(t, zero)
+		check(t, one)
+		rebuilds, allocs := grow(t, zero, &k, 0, 0, give)
+		if rebuilds != 1 || zero.Cap() != MaxCapacity {
+			t.Fatalf("the half rebuilt %d times to %d slots, want once to %d", rebuilds, zero.Cap(), MaxCapacity)
+		}
+		if want := map[bool]uint64{true: 0, false: 2}[give]; allocs != want {
+			t.Errorf("spares given %v: the rebuild to %d allocated %d times, want %d", give, MaxCapacity, allocs, want)
+		}
+		check(t, zero)
+		if zero.Len() != MaxCapacity*maxLoadNum/maxLoadDen {
+			t.Errorf("full at %d entries, want %d", zero.Len(), MaxCapacity*maxLoadNum/maxLoadDen)
+		}
+	}
+}
+
+// TestSparesMadeMootAreDropped: spares sized for a table without expired
+// entries are dropped by a prune that deletes some, by a rebuild that cannot
+// use them, and refused if they arrive after the table was rebuilt.
+func TestSparesMadeMootAreDropped(t *testing.T) {
+	mix := NewMixer(7, 9)
+	// fill records keys until the table asks for spares, and returns the request.
+	fill := func(tb *Table, k *uint64, sec uint32) SpareRequest {
+		for {
+			*k++
+			if tb.Record(*k, mix.Mix(*k), sec, 50) == Full {
+				t.Fatal("full without asking for spares")
+			}
+			if req := tb.Spares(); req.Wanted() {
+				return req
+			}
+		}
+	}
+	k := uint64(0)
+	tb := New(mix, 0)
+	req := fill(tb, &k, 100)
+	tb.GiveSpares(tb.MakeSpares(req, 0))
+	if tb.SpareCap() == 0 {
+		t.Fatal("spares given were not kept")
+	}
+	if tb.Spares().Wanted() {
+		t.Fatal("asked twice for one array's spares")
+	}
+	// A prune that deletes three entries, too few to rebuild the table.
+	for _, j := range liveIndexes(tb)[:3] {
+		_, sec := tb.arr.Load().at(j)
+		sec.Store(60)
+	}
+	arr := tb.arr.Load()
+	tb.CountAndPrune(61, nil, nil)
+	check(t, tb)
+	if tb.arr.Load() != arr {
+		t.Fatal("the prune rebuilt the table")
+	}
+	if tb.SpareCap() != 0 {
+		t.Errorf("a prune that deleted entries kept %d spare slots", tb.SpareCap())
+	}
+
+	// Spares that arrive after the rebuild they were made for are refused.
+	tb = New(mix, 0)
+	req = fill(tb, &k, 100)
+	sp := tb.MakeSpares(req, 0)
+	grow(t, tb, &k, 0, -1, false) // rebuilds on the way to Full, without them
+	tb.GiveSpares(sp)
+	if tb.SpareCap() != 0 {
+		t.Errorf("spares made for a replaced array were kept: %d slots", tb.SpareCap())
+	}
+	// And by a retired table.
+	tb.Split(0)
+	tb.GiveSpares(sp)
+	if tb.SpareCap() != 0 {
+		t.Errorf("a split table kept spares")
+	}
+
+	// A spare too large (an eighth over) is dropped by the rebuild that
+	// cannot use it.
+	tb = New(mix, 0)
+	req = fill(tb, &k, 100)
+	if req.split || req.c == MaxCapacity {
+		t.Fatalf("the first request is %+v, want a rebuild under %d", req, MaxCapacity)
+	}
+	big := req.c + req.c/8
+	tb.GiveSpares(tb.MakeSpares(SpareRequest{ver: req.ver, c: big}, 0))
+	for tb.Cap() < req.c {
+		k++
+		tb.Record(k, mix.Mix(k), 100, 50)
+	}
+	check(t, tb)
+	if tb.Cap() != req.c || tb.SpareCap() != 0 {
+		t.Errorf("a rebuild to %d slots with a spare of %d: %d slots, %d spare", req.c, big, tb.Cap(), tb.SpareCap())
+	}
+}
+
+// TestTableFitsOneCacheLine: a table's header is one cache line (see Table).
+func TestTableFitsOneCacheLine(t *testing.T) {
+	if size := unsafe.Sizeof(Table{}); size > 64 {
+		t.Errorf("a Table is %d bytes, over one 64-byte cache line", size)
+	}
 }
