@@ -665,15 +665,15 @@ func (t *Table) Split(b uint) (zero, one *Table) {
 	return out[0], out[1]
 }
 
-// Spare arrays. A rebuild or a split allocates under the owner's lock: one or
-// two arrays of 8–12 KiB in a growing tracker, whose pages are often fresh
-// from the OS and fault in as the copy writes them. Most such allocations take
-// a few microseconds, but hundreds in a 10M-account growth took over 50
-// (docs/design.md, "The growth tail"), and every insert into the segment
-// waited for them. So a table close to its next rebuild or split asks the
-// inserting goroutine for the arrays that will need (Spares): it makes them
-// after unlocking (MakeSpares) and hands them over under the lock
-// (GiveSpares). A rebuild or split then copies into memory already faulted
+// Spare arrays. A rebuild or a split needs one or two new arrays, 8–12 KiB
+// each in a growing tracker, whose pages are often fresh from the OS and
+// fault in as the copy writes them. Allocated under the owner's lock, most
+// took a few microseconds, but hundreds in a 10M-account growth took over
+// 50 (docs/design.md, "The growth tail"), and every insert into the segment
+// waited for them. So a table close to its next rebuild or split asks for
+// the arrays it will need (Spares); the goroutine whose insert asked makes
+// them after unlocking (MakeSpares) and hands them over under the lock
+// (GiveSpares). The rebuild or split then copies into memory already faulted
 // in, and allocates under the lock only if the spares did not arrive or no
 // longer fit (a prune meanwhile changed the sizes).
 const (

@@ -63,17 +63,32 @@ func check(t *testing.T, tb *Table) {
 
 // TestAgainstMap drives a table and a Go map through random inserts, sweeps,
 // prunes and counts, with keys drawn from a small space so that they collide in
-// probe chains, and compares them after every step.
+// probe chains, and compares them after every step. Spare arrays are made
+// whenever the table asks, and given at once, later (perhaps after the
+// rebuild they were made for) or never.
 func TestAgainstMap(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
+	given := 0
+	defer func() {
+		if given == 0 {
+			t.Error("no spares were given: the history never took that path")
+		}
+		t.Logf("%d spares given", given)
+	}()
 	for round := range 50 {
+		var pending []Spares
 		mix := NewMixer(r.Uint64(), r.Uint64())
 		tb := New(mix, 0)
 		ref := map[uint64]uint32{}
 		keys := 1 + r.IntN(800) // at most MaxCapacity×0.8: one table never fills
 		now := uint32(1000)
+		// In every other round the clock stands still and no entry expires,
+		// as while a tracker grows: the table then asks for spares.
+		still := round%2 == 0
 		for range 3000 {
-			now += uint32(r.IntN(3))
+			if !still {
+				now += uint32(r.IntN(3))
+			}
 			cutoff := now - 100
 			deleteOld := func() {
 				for k, s := range ref {
@@ -83,11 +98,26 @@ func TestAgainstMap(t *testing.T) {
 				}
 			}
 			switch op := r.IntN(100); {
+			case op < 5 && len(pending) > 0:
+				tb.GiveSpares(pending[0])
+				pending = pending[1:]
+				given++
 			case op < 80:
 				k := 1 + r.Uint64N(uint64(keys))
-				sec := now - uint32(r.IntN(150))
-				if tb.Record(k, mix.Mix(k), sec, cutoff) == Full {
+				sec := now - uint32(r.IntN(map[bool]int{false: 150, true: 100}[still]))
+				switch tb.Record(k, mix.Mix(k), sec, cutoff) {
+				case Full:
 					t.Fatalf("round %d: full with %d keys", round, keys)
+				case Inserted:
+					if req := tb.Spares(); req.Wanted() {
+						switch sp := tb.MakeSpares(req, 0); r.IntN(3) {
+						case 0:
+							tb.GiveSpares(sp)
+							given++
+						case 1:
+							pending = append(pending, sp)
+						}
+					}
 				}
 				if old, ok := ref[k]; !ok || sec > old || old < cutoff {
 					ref[k] = sec // (an expired entry may have been swept: it comes back at sec)
@@ -104,6 +134,9 @@ func TestAgainstMap(t *testing.T) {
 			case op < 95:
 				tb.CountAndPrune(cutoff, nil, nil)
 				deleteOld()
+				if tb.used != tb.n && tb.SpareCap() != 0 {
+					t.Fatalf("round %d: a prune that deleted entries kept %d spare slots", round, tb.SpareCap())
+				}
 			default:
 				// Windows of 0, 3, 10, 50, 70, 100, 200 and 1000 seconds (100 is
 				// the cutoff's, 200 and 1000 past it: "everything", counted
