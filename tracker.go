@@ -286,8 +286,10 @@ type Stats struct {
 	// (tables at their minimum size aside).
 	Slots int
 	// Bytes is the heap the tables, segments and directory occupy: 12 bytes a
-	// slot, 64 a segment and 8 a directory entry. Only the directory holds
-	// pointers (one per entry, about one for every 300–800 accounts).
+	// slot (of the tables, and of spare arrays made for a table's next
+	// rebuild or split), 64 a segment and 8 a directory entry. The slots hold
+	// no pointers; the directory, segments and table headers hold a few for
+	// every 300–800 accounts.
 	Bytes int
 
 	// Pairs is the number of (account, segment) pairs held, with
