@@ -74,3 +74,29 @@ func TestSplitDuringDoublingPointsTheCopy(t *testing.T) {
 		assert.NotSame(t, s, d.segs[i].Load(), "entry %d of the old directory", i)
 	}
 }
+
+// TestStatsCountSpareArrays: the insert that brings a table close to its
+// next rebuild has the spare array made before it returns, held by the
+// table and counted in the set's bytes until the rebuild uses it.
+func TestStatsCountSpareArrays(t *testing.T) {
+	st := newSet(table.NewMixer(3, 4), 1)
+	s := st.dir.Load().segs[0].Load()
+	const sec, cutoff = 100, 50
+	key := uint64(0)
+	for s.tab.SpareCap() == 0 {
+		key++
+		st.record(key, sec, cutoff)
+		require.Less(t, key, uint64(table.MaxCapacity), "no spare was made on the way to a full table")
+	}
+	_, entries, slots, bytes := st.stats()
+	spare := s.tab.SpareCap()
+	assert.Equal(t, int(key), entries)
+	assert.Equal(t, (slots+spare)*table.SlotBytes+segmentBytes+8, bytes)
+	// The rebuild takes it: no spare is left, and the table has its size.
+	for cap0 := s.tab.Cap(); s.tab.Cap() == cap0; {
+		key++
+		st.record(key, sec, cutoff)
+	}
+	assert.Equal(t, spare, s.tab.Cap(), "the rebuild made an array of another size")
+	assert.Equal(t, 0, s.tab.SpareCap())
+}
