@@ -79,7 +79,8 @@ func (st *set) place(h uint64) (key, m uint64) {
 
 // record stores key as seen at sec, deleting on the way only entries older
 // than cutoff (see place for a key of 0). A key already held takes no lock
-// (Touch); a new one locks its segment, and splits it if it is full.
+// (Touch); a new one locks its segment, splits it if it is full, and makes
+// the spare arrays its table asks for (makeSpares).
 func (st *set) record(key uint64, sec, cutoff uint32) {
 	key, m := st.place(key)
 	if st.dir.Load().lookup(m).tab.Touch(key, m, sec) {

@@ -129,8 +129,18 @@ func (a *slots) at(i int) (*atomic.Uint64, *atomic.Uint32) { return &a.keys[i], 
 
 // newSlots returns c empty slots: c keys, then c times, in one allocation.
 func newSlots(c int) *slots {
-	w := make([]atomic.Uint64, c+(c+1)/2)
+	w := make([]atomic.Uint64, slotWords(c))
 	return &slots{w[:c:c], unsafe.Slice((*atomic.Uint32)(unsafe.Pointer(&w[c])), c)}
+}
+
+// slotWords is how many 8-byte words c slots take: c keys, then c times,
+// two to a word.
+func slotWords(c int) int { return c + (c+1)/2 }
+
+// words returns the array's whole allocation, keys then times, as plain
+// words: for writing it while no other goroutine can see it.
+func (a *slots) words() []uint64 {
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&a.keys[0])), slotWords(a.len()))
 }
 
 // Table maps keys to the last second they were seen at.
@@ -795,27 +805,26 @@ func (t *Table) takeSpare(h, c int) *slots {
 		// already in cache, as into an array the allocator has just
 		// zeroed. Made milliseconds ago, the spare's lines are cold, and
 		// the copy's writes at random places each missed.
-		clear(unsafe.Slice((*uint64)(unsafe.Pointer(&a.keys[0])), a.len()+(a.len()+1)/2))
+		clear(a.words())
 		return a
 	}
 	return newSlots(c)
 }
 
-// newFaulted returns newSlots(c) with a byte written on every page of its
+// newFaulted returns newSlots(c) with a word written on every page of its
 // memory, so that a later copy into it takes no page fault: a fresh span's
 // memory is not zeroed by the allocator (the OS gives it zeroed) and so not
 // yet touched.
 func newFaulted(c int) *slots {
 	a := newSlots(c)
-	base := unsafe.Pointer(&a.keys[0])
-	size := uintptr(c) * SlotBytes
-	for off := uintptr(0); off < size; off += pageBytes {
-		*(*byte)(unsafe.Add(base, off)) = 0
+	w := a.words()
+	for i := 0; i < len(w); i += pageWords {
+		w[i] = 0
 	}
-	*(*byte)(unsafe.Add(base, size-1)) = 0
+	w[len(w)-1] = 0
 	return a
 }
 
-// pageBytes is the smallest page size of the platforms Go runs on; on
-// larger pages some writes are redundant.
-const pageBytes = 4096
+// pageWords is the words in the smallest page of the platforms Go runs on
+// (4 KiB); on larger pages some writes are redundant.
+const pageWords = 4096 / 8
