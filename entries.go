@@ -46,5 +46,5 @@ func (t *Tracker) forEntries(st *set, since uint32, grow func(n int), each func(
 		plain, buf := each, new([16]byte)
 		each = func(key uint64, sec uint32) { plain(t.pn.encode(key, buf), sec) }
 	}
-	st.eachSegment(func() { grow(table.MaxCapacity) }, func(s *segment) { s.tab.Range(since, each) })
+	st.eachSegment(func() { grow(table.MaxCapacity) }, prefetchTimes, func(s *segment) { s.tab.Range(since, each) })
 }

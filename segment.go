@@ -133,7 +133,7 @@ func (st *set) prefetch(key uint64) {
 // deletes entries older than cutoff on the way.
 func (st *set) counts(since []uint32, idx []int, n int, cutoff uint32) []int {
 	got := make([]int, len(since))
-	st.eachSegment(nil, func(s *segment) { s.tab.CountAndPrune(cutoff, since, got) })
+	st.eachSegment(nil, prefetchTimes, func(s *segment) { s.tab.CountAndPrune(cutoff, since, got) })
 	counts := make([]int, n)
 	for k, i := range idx {
 		counts[i] = got[k]
@@ -145,7 +145,7 @@ func (st *set) counts(since []uint32, idx []int, n int, cutoff uint32) []int {
 // tables (with their spare arrays), segments and directory.
 func (st *set) stats() (segments, entries, slots, bytes int) {
 	spare := 0
-	st.eachSegment(nil, func(s *segment) {
+	st.eachSegment(nil, nil, func(s *segment) {
 		segments++
 		entries += s.tab.Len()
 		slots += s.tab.Cap()
@@ -327,25 +327,35 @@ func (st *set) double(depth uint) {
 }
 
 // eachSegment calls fn with every live segment locked, one at a time — the
-// only lock it holds — after calling prepare (if not nil) with none held. Every
+// only lock it holds — after calling prepare (if not nil) with none held, and
+// ahead (if not nil) with the segment that comes next, unlocked: a pass that
+// reads every slot starts the next table on its way from memory there. Every
 // account is in exactly one segment fn sees, however segments split meanwhile:
 // it walks the hash space in order of the bit-reversed mixed hash, in which a
 // segment's accounts are one contiguous range and a split divides that range
 // in two, so a segment seen whole is never seen again in part, and one not
 // seen yet is seen whole or in its halves.
-func (st *set) eachSegment(prepare func(), fn func(*segment)) {
+func (st *set) eachSegment(prepare func(), ahead func(*segment), fn func(*segment)) {
 	var pos uint64 // the bit-reversed start of the range not walked yet
 	for {
 		if prepare != nil {
 			prepare()
 		}
 		s := st.segmentFor(bits.Reverse64(pos))
-		fn(s)
 		step := uint64(1) << (64 - s.depth)
+		next := pos&^(step-1) + step
+		if ahead != nil && next != 0 {
+			// Unlocked: it may split meanwhile, which only wastes the hint.
+			ahead(st.dir.Load().lookup(bits.Reverse64(next)))
+		}
+		fn(s)
 		s.unlock()
-		pos = pos&^(step-1) + step
-		if pos == 0 {
+		if pos = next; pos == 0 {
 			return // wrapped round: the whole space is walked
 		}
 	}
 }
+
+// prefetchTimes is eachSegment's ahead for passes that read every slot's
+// time (see table.Table.PrefetchTimes).
+func prefetchTimes(s *segment) { s.tab.PrefetchTimes() }

@@ -269,7 +269,7 @@ func (t *Tracker) thresholds(at int64, windows []time.Duration) (since []uint32,
 // retention gives the number within it.
 func (t *Tracker) Len() int {
 	n := 0
-	t.all.eachSegment(nil, func(s *segment) { n += s.tab.Len() })
+	t.all.eachSegment(nil, nil, func(s *segment) { n += s.tab.Len() })
 	return n
 }
 

@@ -521,7 +521,7 @@ func TestSegmentsStayBounded(t *testing.T) {
 	st := tr.Stats()
 	assert.Greater(t, st.Segments, DefaultSegments, "full segments split")
 	biggest := 0
-	tr.all.eachSegment(nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
+	tr.all.eachSegment(nil, nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
 	assert.LessOrEqual(t, biggest, table.MaxCapacity)
 	assert.Equal(t, n, st.Entries)
 	load := float64(st.Entries) / float64(st.Slots)
@@ -583,6 +583,6 @@ func TestConcurrentGrowthLosesNothing(t *testing.T) {
 	st := tr.Stats()
 	assert.Greater(t, st.Segments, 64, "it grew by splitting")
 	biggest := 0
-	tr.all.eachSegment(nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
+	tr.all.eachSegment(nil, nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
 	assert.LessOrEqual(t, biggest, table.MaxCapacity)
 }

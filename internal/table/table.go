@@ -284,6 +284,19 @@ func (t *Table) Prefetch(m uint64) {
 	sec.Load()
 }
 
+// PrefetchTimes starts every line of the table's times on its way into the
+// cache and returns at once. A pass over many tables calls it for the next
+// table before counting the current one: the times of each table are one
+// stream of 1–4 KiB at a place of its own, and the processor's prefetchers
+// only find such a stream after its first misses. Prefetching the next
+// table took a Counts over 1M accounts with the cache cold from 2.65 to
+// 2.05 ms (docs/design.md, "Counting"). It changes nothing, takes no
+// lock, and costs nothing on a platform without the instruction.
+func (t *Table) PrefetchTimes() {
+	s := t.arr.Load().secs
+	prefetchLines(unsafe.Pointer(&s[0]), (len(s)*4+63)/64)
+}
+
 // Outcome says what Record did.
 type Outcome uint8
 
