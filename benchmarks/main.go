@@ -287,7 +287,12 @@ func main() {
 // different size: with a second's benchtime b.N landed between 2.1M and
 // 3.6M, and xsync's figure moved from 461 to 844 ns with it.
 func timedInserts(o options, f func(b *testing.B)) testing.BenchmarkResult {
-	flag.Set("test.benchtime", strconv.Itoa(o.newUsers)+"x")
+	return fixedCount(o, o.newUsers, f)
+}
+
+// fixedCount runs benchmark f over exactly n operations.
+func fixedCount(o options, n int, f func(b *testing.B)) testing.BenchmarkResult {
+	flag.Set("test.benchtime", strconv.Itoa(n)+"x")
 	defer flag.Set("test.benchtime", o.benchtime.String())
 	return testing.Benchmark(f)
 }
@@ -371,9 +376,15 @@ func run(o options, w io.Writer) error {
 				progress("run %d/%d  %-24s Counts over %d users", run, o.runs, c.Name, n)
 				tr := filled(c, n)
 				r := testing.Benchmark(func(b *testing.B) { CountsOver(b, tr, n) })
-				tr.Close()
 				col.add(fmt.Sprintf("Counts, %s users", human(n)), "ms", c.Name, nsPerOp(r)/1e6, at{"counts", float64(n)})
 				col.benchLine(fmt.Sprintf("Counts/users=%d/impl=%s", n, c.Name), r)
+				if n <= 1_000_000 { // larger sizes do not fit in cache anyway
+					progress("run %d/%d  %-24s Counts over %d users, cache cold", run, o.runs, c.Name, n)
+					r = fixedCount(o, coldCalls, func(b *testing.B) { CountsOverCold(b, tr, n) })
+					col.add(fmt.Sprintf("Counts, %s users, cache cold", human(n)), "ms", c.Name, nsPerOp(r)/1e6)
+					col.benchLine(fmt.Sprintf("Counts/users=%d/cache=cold/impl=%s", n, c.Name), r)
+				}
+				tr.Close()
 			}
 			dropPool() // the shared uids would be scanned by every GC below
 			for _, c := range cs {

@@ -124,6 +124,32 @@ func CountsOver(b *testing.B, tr Tracker, users int) {
 	}
 }
 
+// coldCalls is how many calls CountsOverCold times: a fixed count, because
+// the 64 MiB written before each call takes about 10 ms outside the timer,
+// and a time-driven count would repeat a fast contender's call thousands of
+// times.
+const coldCalls = 50
+
+// CountsOverCold is CountsOver with 64 MiB written before each call, outside
+// the timer. Back to back, a count finds what the last one read still in the
+// last-level cache if it fits (a million accounts' seconds are 5.4 MB); a
+// scrape every few seconds in a busy process finds it gone.
+func CountsOverCold(b *testing.B, tr Tracker, users int) {
+	evict := make([]byte, 64<<20)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		for j := 0; j < len(evict); j += 64 {
+			evict[j]++
+		}
+		b.StartTimer()
+		if got := tr.Counts(windows...); got != nil && got[0] != users {
+			b.Fatalf("counted %d of %d", got[0], users)
+		}
+	}
+}
+
 // Heap is what a contender costs the heap and the GC once it holds n users.
 type Heap struct {
 	BytesPerUser     float64       // live heap, after the callers' uid strings are gone
