@@ -4,6 +4,9 @@ package table
 
 import "sync/atomic"
 
+// vectorCount says that countFast counts here.
+const vectorCount = true
+
 // countBlocks2 counts into acc the slots of p[:n] whose time is at least t0
 // (acc[0:4], a lane each) and at least t1 (acc[4:8]), eight slots a turn,
 // and returns how many it read: a multiple of eight, stopping before the

@@ -103,3 +103,33 @@ func FuzzCountRun(f *testing.F) {
 		checkCountRun(t, secs, uint32(cutoff), th)
 	})
 }
+
+// TestCountFastTakesTheCommonCases checks that the vector loop, where there
+// is one, is what counts one or two thresholds: a test of the results alone
+// would pass as well if it were never called.
+func TestCountFastTakesTheCommonCases(t *testing.T) {
+	if !vectorCount {
+		t.Skip("no vector loop on this platform or with -tags purego")
+	}
+	s := make([]atomic.Uint32, 21)
+	for i := range s {
+		s[i].Store(uint32(100 + i))
+	}
+	one := [4]uint64{105, 1 << 32, 1 << 32, 1 << 32}
+	two := [4]uint64{105, 110, 1 << 32, 1 << 32}
+	three := [4]uint64{105, 110, 115, 1 << 32}
+	for _, tc := range []struct {
+		th   [4]uint64
+		want int
+	}{{one, 16}, {two, 16}, {three, 0}} {
+		var c [4]int
+		if got := countFast(s, 50, &tc.th, &c); got != tc.want {
+			t.Errorf("countFast with thresholds %v read %d slots, want %d", tc.th, got, tc.want)
+		}
+	}
+	s[9].Store(20) // expired: the loop stops before its turn of eight
+	var c [4]int
+	if got := countFast(s, 50, &two, &c); got != 8 || c != [4]int{3, 0, 0, 0} {
+		t.Errorf("countFast stopped at %d with %v, want 8 with [3 0 0 0]", got, c)
+	}
+}
