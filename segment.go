@@ -328,8 +328,9 @@ func (st *set) double(depth uint) {
 
 // eachSegment calls fn with every live segment locked, one at a time — the
 // only lock it holds — after calling prepare (if not nil) with none held, and
-// ahead (if not nil) with the segment that comes next, unlocked: a pass that
-// reads every slot starts the next table on its way from memory there. Every
+// ahead (if not nil) with the segment that comes next, which it does not
+// lock (the current one is held meanwhile): a pass that reads every slot
+// starts the next table on its way from memory there. Every
 // account is in exactly one segment fn sees, however segments split meanwhile:
 // it walks the hash space in order of the bit-reversed mixed hash, in which a
 // segment's accounts are one contiguous range and a split divides that range

@@ -290,7 +290,7 @@ func (t *Table) Prefetch(m uint64) {
 // stream of 1–4 KiB at a place of its own, and the processor's prefetchers
 // only find such a stream after its first misses. Prefetching the next
 // table took a Counts over 1M accounts with the cache cold from 2.65 to
-// 2.05 ms (docs/design.md, "Counting"). It changes nothing, takes no
+// 2.05 ms (docs/design.md, "What a count reads"). It changes nothing, takes no
 // lock, and costs nothing on a platform without the instruction.
 func (t *Table) PrefetchTimes() {
 	s := t.arr.Load().secs
