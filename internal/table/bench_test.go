@@ -1,6 +1,9 @@
 package table
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // BenchmarkCount counts one full table, as a Counts pass does segment by
 // segment.
@@ -9,10 +12,15 @@ func BenchmarkCount(b *testing.B) {
 	tb := New(mix, 0)
 	for k := uint64(1); tb.Record(k, mix.Mix(k), 1000+uint32(k%7), 1) != Full; k++ {
 	}
-	since := []uint32{1007, 1003, 1}
-	c := make([]int, 3)
-	b.SetBytes(int64(tb.Cap() * SlotBytes))
-	for b.Loop() {
-		tb.CountAndPrune(1, since, c)
+	// Thresholds past the cutoff (1) are what the pass compares; a window
+	// as long as the retention (threshold 1) costs it nothing.
+	for _, since := range [][]uint32{{1007, 1003, 1}, {1007, 1005, 1003, 1}, {1007, 1005, 1003, 1002, 1}} {
+		b.Run(fmt.Sprintf("thresholds=%d", len(since)-1), func(b *testing.B) {
+			c := make([]int, len(since))
+			b.SetBytes(int64(tb.Cap() * SlotBytes))
+			for b.Loop() {
+				tb.CountAndPrune(1, since, c)
+			}
+		})
 	}
 }

@@ -104,32 +104,37 @@ func FuzzCountRun(f *testing.F) {
 	})
 }
 
-// TestCountFastTakesTheCommonCases checks that the vector loop, where there
-// is one, is what counts one or two thresholds: a test of the results alone
-// would pass as well if it were never called.
-func TestCountFastTakesTheCommonCases(t *testing.T) {
+// TestCountFastCountsEveryNumberOfThresholds checks that the vector loop,
+// where there is one, is what counts one to four thresholds, and what it
+// counts before the scalar loops take over: a test of countRun's results
+// alone would pass as well if it were never called.
+func TestCountFastCountsEveryNumberOfThresholds(t *testing.T) {
 	if !vectorCount {
 		t.Skip("no vector loop on this platform or with -tags purego")
 	}
-	s := make([]atomic.Uint32, 21)
+	secs := make([]uint32, 21)
+	s := make([]atomic.Uint32, len(secs))
 	for i := range s {
-		s[i].Store(uint32(100 + i))
+		secs[i] = uint32(100 + i)
+		s[i].Store(secs[i])
 	}
-	one := [4]uint64{105, 1 << 32, 1 << 32, 1 << 32}
-	two := [4]uint64{105, 110, 1 << 32, 1 << 32}
-	three := [4]uint64{105, 110, 115, 1 << 32}
-	for _, tc := range []struct {
-		th   [4]uint64
-		want int
-	}{{one, 16}, {two, 16}, {three, 0}} {
+	all := [4]uint64{105, 110, 115, 102}
+	for nth := 1; nth <= 4; nth++ {
+		th := [4]uint64{1 << 32, 1 << 32, 1 << 32, 1 << 32}
+		copy(th[:nth], all[:nth])
 		var c [4]int
-		if got := countFast(s, 50, &tc.th, &c); got != tc.want {
-			t.Errorf("countFast with thresholds %v read %d slots, want %d", tc.th, got, tc.want)
+		got := countFast(s, 50, &th, &c)
+		_, want := countByDefinition(secs[:16], 50, th)
+		if got != 16 || c != want {
+			t.Errorf("countFast with thresholds %v read %d slots and counted %v, want 16 and %v", th, got, c, want)
 		}
 	}
 	s[9].Store(20) // expired: the loop stops before its turn of eight
-	var c [4]int
-	if got := countFast(s, 50, &two, &c); got != 8 || c != [4]int{3, 0, 0, 0} {
-		t.Errorf("countFast stopped at %d with %v, want 8 with [3 0 0 0]", got, c)
+	for _, th := range [][4]uint64{{105, 110, 1 << 32, 1 << 32}, all} {
+		var c [4]int
+		got := countFast(s, 50, &th, &c)
+		if _, want := countByDefinition(secs[:8], 50, th); got != 8 || c != want {
+			t.Errorf("countFast with thresholds %v stopped at %d with %v, want 8 with %v", th, got, c, want)
+		}
 	}
 }

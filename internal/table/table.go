@@ -483,16 +483,21 @@ func (t *Table) tidy() {
 // below cutoff-1. Each threshold costs three instructions a slot:
 // (sec - th) >> 63 is -1 if sec < th and 0 otherwise, so the count is the
 // slots passed plus the sum. (The atomic loads are plain loads on amd64 and
-// arm64.) On amd64, one or two thresholds are counted eight slots a turn
-// by countFast first, in SSE2; these loops take over where it stops.
+// arm64.) On amd64, countFast counts eight slots a turn first, in SSE2;
+// these loops take over where it stops.
 func countRun(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
+	i := countFast(s, cutoff, th, c) // the vector loop, where there is one
 	switch {
 	case th[2] == 1<<32:
-		i := countFast(s, cutoff, th, c) // the vector loop, where there is one
 		return i + countRun2(s[i:], cutoff, th, c)
 	case th[3] == 1<<32:
-		return countRun3(s, cutoff, th, c)
+		return i + countRun3(s[i:], cutoff, th, c)
 	}
+	return i + countRun4(s[i:], cutoff, th, c)
+}
+
+// countRun4 is countRun for four thresholds.
+func countRun4(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	t0, t1, t2, t3 := int64(th[0]), int64(th[1]), int64(th[2]), int64(th[3])
 	var a0, a1, a2, a3 int64
 	lim := max(cutoff, 1) - 1
