@@ -15,3 +15,11 @@ loop:
 	JNZ loop
 done:
 	RET
+
+// func prefetchSlot(k, sec unsafe.Pointer)
+TEXT ·prefetchSlot(SB), NOSPLIT, $0-16
+	MOVQ k+0(FP), AX
+	MOVQ sec+8(FP), CX
+	PREFETCHT0 (AX)
+	PREFETCHT0 (CX)
+	RET

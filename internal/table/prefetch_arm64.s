@@ -15,3 +15,11 @@ loop:
 	BNE loop
 done:
 	RET
+
+// func prefetchSlot(k, sec unsafe.Pointer)
+TEXT ·prefetchSlot(SB), NOSPLIT, $0-16
+	MOVD k+0(FP), R0
+	MOVD sec+8(FP), R1
+	PRFM (R0), PLDL1KEEP
+	PRFM (R1), PLDL1KEEP
+	RET

@@ -11,3 +11,9 @@ import "unsafe"
 //
 //go:noescape
 func prefetchLines(p unsafe.Pointer, lines int)
+
+// prefetchSlot is prefetchLines for the two lines of one slot: its key's
+// and its time's.
+//
+//go:noescape
+func prefetchSlot(k, sec unsafe.Pointer)

@@ -271,17 +271,22 @@ func (t *Table) Touch(key, m uint64, sec uint32) bool {
 	}
 }
 
-// Prefetch reads the first slot a Touch or Record of the key whose
-// placement hash is m would read, and nothing else: its key's line and its
-// time's line start on their way from memory. A caller about to look a key up
-// in two tables prefetches the second first, so that the two tables' misses
-// overlap instead of following one another. It changes nothing and takes no
-// lock; a rebuild meanwhile only wastes it.
+// Prefetch starts the first slot a Touch or Record of the key whose
+// placement hash is m would read on its way from memory, its key's line and
+// its time's line, and returns without waiting for them. A caller about to
+// look a key up in two tables prefetches the second first, so that the two
+// tables' misses overlap instead of following one another. It changes
+// nothing and takes no lock; a rebuild meanwhile only wastes it.
+//
+// Where there is a prefetch instruction it uses that (prefetchSlot), which
+// unlike a load never holds back what follows: a returning account's
+// SeenIn of one dimension in the benchmark program took 355 ns against 417
+// with two loads in its place (4 alternating rounds of -count=2, p=0.005).
+// Elsewhere it loads the two lines, which still overlaps the misses.
 func (t *Table) Prefetch(m uint64) {
 	a := t.arr.Load()
 	k, sec := a.at(home(m, a.len()))
-	k.Load() // atomic: the compiler keeps a load whose value is unused
-	sec.Load()
+	prefetchSlot(unsafe.Pointer(k), unsafe.Pointer(sec))
 }
 
 // PrefetchTimes starts every line of the table's times on its way into the
