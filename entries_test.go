@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-func TestAppendEntries(t *testing.T) {
+func TestAppendEntriesSince(t *testing.T) {
 	now := t0
 	tr := New(fixed(&now), WithSegments(4))
 	for i := range 100 {

@@ -11,7 +11,7 @@ import (
 
 func headerID(r *http.Request) string { return r.Header.Get("X-Account") }
 
-func TestMiddleware(t *testing.T) {
+func TestMiddlewareCountsIdentifiedRequests(t *testing.T) {
 	now := t0
 	tr := New(fixed(&now))
 	served := 0

@@ -284,7 +284,7 @@ func TestClockStepsBack(t *testing.T) {
 	assert.Equal(t, 3, tr.Len())
 }
 
-func TestUIDs(t *testing.T) {
+func TestEmptyUIDsAreIgnoredAndLongOnesCount(t *testing.T) {
 	now := t0
 	tr := New(fixed(&now))
 	tr.Seen("")

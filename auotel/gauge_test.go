@@ -49,7 +49,7 @@ func collect(ctx context.Context, reader *sdkmetric.ManualReader) (map[string]in
 	return got, m, nil
 }
 
-func TestGauge(t *testing.T) {
+func TestGaugeReportsEachWindow(t *testing.T) {
 	reader, mp, tr, now := setup(t)
 	tr.SeenAt("a", now.Add(-time.Minute))
 	tr.SeenAt("b", now.Add(-3*24*time.Hour))

@@ -21,7 +21,7 @@ func tracker(now *time.Time) *activeusers.Tracker {
 	return activeusers.New(activeusers.WithClock(func() time.Time { return *now }))
 }
 
-func TestCollector(t *testing.T) {
+func TestCollectorExportsEachWindow(t *testing.T) {
 	now := t0
 	tr := tracker(&now)
 	tr.SeenAt("a", now.Add(-2*time.Minute))

@@ -331,7 +331,7 @@ func TestSecretKeepsIdsOutOfRedis(t *testing.T) {
 	}
 }
 
-func TestJitter(t *testing.T) {
+func TestRetryWaitsVary(t *testing.T) {
 	seen := map[time.Duration]bool{}
 	for range 1000 {
 		d := jitter(time.Second, 0.5, 1)

@@ -33,7 +33,7 @@ func TestContendersCount(t *testing.T) {
 	}
 }
 
-func TestMeasurements(t *testing.T) {
+func TestMeasurementsAreInRange(t *testing.T) {
 	c := contenders()[0]
 	h := MeasureHeap(c, 50_000)
 	assert.Greater(t, h.BytesPerUser, 10.0, "a table of 12-byte slots")
@@ -44,9 +44,9 @@ func TestMeasurements(t *testing.T) {
 	assert.LessOrEqual(t, l.P99, l.P999)
 }
 
-// TestProgram runs the program end to end at a tiny size, once as a table and
+// TestProgramRunsEndToEnd runs the program end to end at a tiny size, once as a table and
 // once as JSON with a benchstat file.
-func TestProgram(t *testing.T) {
+func TestProgramRunsEndToEnd(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("runs benchmarks (.ci/run runs it without -race)")
 	}
@@ -91,7 +91,7 @@ func TestProgram(t *testing.T) {
 	assert.Contains(t, string(b), "BenchmarkSeen/returning/procs=", "benchstat-compatible lines")
 }
 
-func TestFlags(t *testing.T) {
+func TestBadFlagsAreRejected(t *testing.T) {
 	for _, bad := range [][]string{{"-users", "10,x"}, {"-users", "0"}, {"-procs", "-1"}, {"-runs", "-2"}, {"-new-users", "-5"}} {
 		_, err := parseFlags(bad)
 		assert.Error(t, err, strings.Join(bad, " "))

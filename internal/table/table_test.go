@@ -186,9 +186,9 @@ func TestAgainstMap(t *testing.T) {
 	}
 }
 
-// TestSplit: the two halves hold exactly the live entries, divided by the bit,
+// TestSplitDividesLiveEntriesByTheBit: the two halves hold exactly the live entries, divided by the bit,
 // and the retired table refuses every Touch.
-func TestSplit(t *testing.T) {
+func TestSplitDividesLiveEntriesByTheBit(t *testing.T) {
 	mix := NewMixer(7, 9)
 	tb := New(mix, 0)
 	var keys []uint64
