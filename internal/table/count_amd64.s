@@ -2,11 +2,54 @@
 
 #include "textflag.h"
 
+// Both kernels read eight slots a turn into X0 and X1 and flip the top bit
+// of each time, so that the signed compare PCMPGTL orders them as unsigned:
+// x <u y ⇔ x^S <s y^S, S = 1<<31. Every 32-bit argument arrives flipped.
+
+// TURN loads the eight times at SI+4·DX into X0 and X1, flipped with sign,
+// and jumps to done if they hold an expired entry, a time x with x-1 <u lim
+// (an empty slot's 0 becomes the largest value): (x-1)^S <s lim^S, where
+// (x-1)^S = (x^S)-1. It uses X2 to X5 and AX.
+#define TURN(sign, lim, done) \
+	MOVOU (SI)(DX*4), X0; \
+	MOVOU 16(SI)(DX*4), X1; \
+	PXOR sign, X0; \
+	PXOR sign, X1; \
+	PCMPEQL X4, X4; \
+	MOVO X0, X2; \
+	PADDL X4, X2; \
+	MOVO X1, X3; \
+	PADDL X4, X3; \
+	MOVO lim, X4; \
+	PCMPGTL X2, X4; \
+	MOVO lim, X5; \
+	PCMPGTL X3, X5; \
+	POR X5, X4; \
+	PMOVMSKB X4, AX; \
+	TESTL AX, AX; \
+	JNZ done
+
+// COUNT adds, in each lane of acc, the times of X0 and X1 that reach the
+// threshold t: x ≥ t ⇔ x^S >s (t-1)^S, a compare that leaves -1 in the
+// lanes that count, subtracted. It uses X2 and X3. COUNT_LAST does the same
+// in X0 and X1 themselves, for the turn's last threshold.
+#define COUNT(t, acc) \
+	MOVO X0, X2; \
+	PCMPGTL t, X2; \
+	PSUBL X2, acc; \
+	MOVO X1, X3; \
+	PCMPGTL t, X3; \
+	PSUBL X3, acc
+
+#define COUNT_LAST(t, acc) \
+	PCMPGTL t, X0; \
+	PSUBL X0, acc; \
+	PCMPGTL t, X1; \
+	PSUBL X1, acc
+
 // func countBlocks2(p *atomic.Uint32, n int, lim, t0, t1 uint32, acc *[8]uint32) int
 //
-// SSE2 (every amd64 has it), eight slots a turn. Every argument of 32 bits
-// arrives with its top bit flipped, so that the signed compare PCMPGTL
-// orders them as unsigned: x <u y ⇔ x^S <s y^S, S = 1<<31.
+// SSE2 (every amd64 has it).
 TEXT ·countBlocks2(SB), NOSPLIT, $0-48
 	MOVQ p+0(FP), SI
 	MOVQ n+8(FP), CX
@@ -22,7 +65,6 @@ TEXT ·countBlocks2(SB), NOSPLIT, $0-48
 	MOVL $0x80000000, AX
 	MOVL AX, X11
 	PSHUFL $0, X11, X11 // S
-	PCMPEQL X12, X12    // -1 in every lane
 	PXOR X13, X13       // counts of x ≥ t0, a lane each
 	PXOR X14, X14       // counts of x ≥ t1
 	XORQ DX, DX         // slots done
@@ -30,39 +72,9 @@ TEXT ·countBlocks2(SB), NOSPLIT, $0-48
 	JL done
 
 loop:
-	MOVOU (SI)(DX*4), X0
-	MOVOU 16(SI)(DX*4), X1
-
-	// Stop before a turn holding an expired entry: x-1 <u lim (an empty
-	// slot's 0 becomes the largest value).
-	MOVO X0, X2
-	PADDL X12, X2
-	PXOR X11, X2
-	MOVO X1, X3
-	PADDL X12, X3
-	PXOR X11, X3
-	MOVO X8, X4
-	PCMPGTL X2, X4
-	MOVO X8, X5
-	PCMPGTL X3, X5
-	POR X5, X4
-	PMOVMSKB X4, AX
-	TESTL AX, AX
-	JNZ done
-
-	// x ≥ t ⇔ x^S >s (t-1)^S: -1 in the lanes that count, subtracted.
-	PXOR X11, X0
-	PXOR X11, X1
-	MOVO X0, X2
-	PCMPGTL X9, X2
-	PSUBL X2, X13
-	MOVO X1, X3
-	PCMPGTL X9, X3
-	PSUBL X3, X13
-	PCMPGTL X10, X0
-	PSUBL X0, X14
-	PCMPGTL X10, X1
-	PSUBL X1, X14
+	TURN(X11, X8, done)
+	COUNT(X9, X13)
+	COUNT_LAST(X10, X14)
 
 	ADDQ $8, DX
 	CMPQ DX, CX
@@ -77,11 +89,9 @@ done:
 
 // func countBlocks4(p *atomic.Uint32, n int, lim uint32, t *[4]uint32, acc *[16]uint32) int
 //
-// countBlocks2 for up to four thresholds, eight slots a turn. It needs all
-// sixteen XMM registers: five broadcasts and the sign, four accumulators,
-// two of data and four of scratch. Times are flipped first, and the test
-// against the cutoff uses (x-1)^S = (x^S)-1, which frees the register that
-// held -1 in countBlocks2.
+// countBlocks2 for up to four thresholds. It needs all sixteen XMM
+// registers: the cutoff, the sign and four thresholds broadcast, four
+// accumulators, two of data and four of scratch.
 TEXT ·countBlocks4(SB), NOSPLIT, $0-48
 	MOVQ p+0(FP), SI
 	MOVQ n+8(FP), CX
@@ -106,49 +116,11 @@ TEXT ·countBlocks4(SB), NOSPLIT, $0-48
 	JL done4
 
 loop4:
-	MOVOU (SI)(DX*4), X0
-	MOVOU 16(SI)(DX*4), X1
-	PXOR X7, X0
-	PXOR X7, X1
-
-	// Stop before a turn holding an expired entry: (x-1)^S <s lim^S.
-	PCMPEQL X4, X4
-	MOVO X0, X2
-	PADDL X4, X2
-	MOVO X1, X3
-	PADDL X4, X3
-	MOVO X6, X4
-	PCMPGTL X2, X4
-	MOVO X6, X5
-	PCMPGTL X3, X5
-	POR X5, X4
-	PMOVMSKB X4, AX
-	TESTL AX, AX
-	JNZ done4
-
-	// x ≥ t ⇔ x^S >s (t-1)^S: -1 in the lanes that count, subtracted.
-	MOVO X0, X2
-	PCMPGTL X8, X2
-	PSUBL X2, X12
-	MOVO X1, X3
-	PCMPGTL X8, X3
-	PSUBL X3, X12
-	MOVO X0, X4
-	PCMPGTL X9, X4
-	PSUBL X4, X13
-	MOVO X1, X5
-	PCMPGTL X9, X5
-	PSUBL X5, X13
-	MOVO X0, X2
-	PCMPGTL X10, X2
-	PSUBL X2, X14
-	MOVO X1, X3
-	PCMPGTL X10, X3
-	PSUBL X3, X14
-	PCMPGTL X11, X0
-	PSUBL X0, X15
-	PCMPGTL X11, X1
-	PSUBL X1, X15
+	TURN(X7, X6, done4)
+	COUNT(X8, X12)
+	COUNT(X9, X13)
+	COUNT(X10, X14)
+	COUNT_LAST(X11, X15)
 
 	ADDQ $8, DX
 	CMPQ DX, CX
