@@ -836,18 +836,22 @@ func (t *Table) takeSpare(h, c int) *slots {
 	return newSlots(c)
 }
 
-// newFaulted returns newSlots(c) with a word written on every page of its
-// memory, so that a later copy into it takes no page fault: a fresh span's
-// memory is not zeroed by the allocator (the OS gives it zeroed) and so not
-// yet touched.
+// newFaulted returns newSlots(c) with every page of its memory faulted in
+// (prefault), so that a later copy into it takes no page fault: a fresh
+// span's memory is not zeroed by the allocator (the OS gives it zeroed) and
+// so not yet touched.
 func newFaulted(c int) *slots {
 	a := newSlots(c)
-	w := a.words()
+	prefault(a.words())
+	return a
+}
+
+// touchPages writes a word on every page of w's memory.
+func touchPages(w []uint64) {
 	for i := 0; i < len(w); i += pageWords {
 		w[i] = 0
 	}
 	w[len(w)-1] = 0
-	return a
 }
 
 // pageWords is the words in the smallest page of the platforms Go runs on
