@@ -30,8 +30,8 @@ const (
 	// DefaultSegments×600 accounts. A Seen of a returning account takes no
 	// lock; a new account locks its segment, so the segments are what lets
 	// inserts on different cores proceed at once, and a Counts pass holds one
-	// segment at a time. The cost is a 64-byte segment and a 16-slot
-	// (192-byte) table each, 64 KiB in all.
+	// segment at a time. The cost is a 128-byte segment (its lock and its
+	// table's header) and 16 slots (192 bytes) each, 80 KiB in all.
 	DefaultSegments = 256
 
 	// MaxSegments bounds WithSegments: past it the empty segments alone (256

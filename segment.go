@@ -18,30 +18,38 @@ import (
 // grows with the accounts, and no lock is ever held for more than one segment's
 // work. docs/design.md gives the reasoning and the sizes.
 
-// segment is one lock and the table it guards.
+// segment is one lock and the table it guards, in one object: a Seen
+// follows the directory's pointer to the segment and finds the table's
+// version and array pointer there, one cache miss where a pointer to a table
+// of its own was two. At 10M accounts the segments' and tables' headers are
+// megabytes, mostly out of cache, and every miss on the way to a slot waits
+// for the one before.
 type segment struct {
+	// tab comes first, so that its header (64 bytes, one cache line: see
+	// table.Table) fills the segment's first line; Touch reads only that.
+	tab   table.Table
 	mu    sync.Mutex
-	tab   *table.Table // set at creation, never replaced: Touch reads it unlocked
-	low   uint64       // the low depth bits shared by every key's mixed hash here
-	depth uint         // how many low bits the segment is selected by
-	dead  bool         // split: look the key up again (read and written under mu)
+	low   uint64 // the low depth bits shared by every key's mixed hash here
+	depth uint   // how many low bits the segment is selected by
+	dead  bool   // split: look the key up again (read and written under mu)
 }
 
-// paddedSegment rounds a segment up to one 64-byte cache line (Go's allocator
-// aligns 64-byte objects to 64 bytes), so that two segments' locks never share
-// one (false sharing). With thousands of segments hit at random, the adjacent-
-// line prefetch that would argue for 128 matters less than the memory: a
-// segment costs 64 bytes, about 0.1 bytes an account.
+// paddedSegment rounds a segment up to two 64-byte cache lines (Go's
+// allocator aligns 128-byte objects to 128 bytes), so that the table's
+// header is one line and no two segments share one (false sharing between
+// their locks).
 type paddedSegment struct {
 	segment
-	_ [64 - unsafe.Sizeof(segment{})%64]byte
+	_ [128 - unsafe.Sizeof(segment{})%128]byte
 }
 
-// segmentBytes is a segment's footprint, for Stats.
+// segmentBytes is a segment's footprint with its table's header, for Stats.
 const segmentBytes = int(unsafe.Sizeof(paddedSegment{}))
 
-func newSegment(tab *table.Table, low uint64, depth uint) *segment {
-	p := &paddedSegment{segment: segment{tab: tab, low: low, depth: depth}}
+// newSegment returns a segment with a zero table, for the caller to
+// initialise before publishing it.
+func newSegment(low uint64, depth uint) *segment {
+	p := &paddedSegment{segment: segment{low: low, depth: depth}}
 	return &p.segment
 }
 
@@ -62,7 +70,9 @@ func newSet(mix table.Mixer, segments int) *set {
 	st := &set{mix: mix}
 	d := &directory{depth: depth, segs: make([]atomic.Pointer[segment], 1<<depth)}
 	for i := range d.segs {
-		d.segs[i].Store(newSegment(table.New(mix, 0), uint64(i), depth))
+		s := newSegment(uint64(i), depth)
+		s.tab.Init(mix, 0)
+		d.segs[i].Store(s)
 	}
 	st.dir.Store(d)
 	return st
@@ -274,9 +284,9 @@ func (st *set) split(s *segment) {
 		s.unlock()
 		return
 	}
-	zero, one := s.tab.Split(s.depth)
-	s0 := newSegment(zero, s.low, s.depth+1)
-	s1 := newSegment(one, s.low|1<<s.depth, s.depth+1)
+	s0 := newSegment(s.low, s.depth+1)
+	s1 := newSegment(s.low|1<<s.depth, s.depth+1)
+	s.tab.Split(s.depth, &s0.tab, &s1.tab)
 	d := st.dir.Load()
 	for {
 		// Point every directory entry of s at its half: the entries i with

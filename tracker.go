@@ -287,7 +287,8 @@ type Stats struct {
 	Slots int
 	// Bytes is the heap the tables, segments and directory occupy: 12 bytes a
 	// slot (of the tables, and of spare arrays made for a table's next
-	// rebuild or split), 64 a segment and 8 a directory entry. The slots hold
+	// rebuild or split), 128 a segment (its lock and its table's header) and
+	// 8 a directory entry. The slots hold
 	// no pointers; the directory, segments and table headers hold a few for
 	// every 300–800 accounts.
 	Bytes int

@@ -203,7 +203,8 @@ func TestSplitDividesLiveEntriesByTheBit(t *testing.T) {
 		t.Fatalf("full at %d slots with %d keys", tb.Cap(), len(keys))
 	}
 	tb.CountAndPrune(101, nil, nil) // a third expire: tombstones, to be dropped
-	zero, one := tb.Split(3)
+	zero, one := new(Table), new(Table)
+	tb.Split(3, zero, one)
 	check(t, zero)
 	check(t, one)
 	for _, k := range keys {
@@ -311,7 +312,8 @@ func TestGrowsStraightToMaxCapacityFromHalf(t *testing.T) {
 	for tb.Record(k, mix.Mix(k), 100, 50) != Full {
 		k++
 	}
-	half, _ := tb.Split(0)
+	half := new(Table)
+	tb.Split(0, half, new(Table))
 	// rebuilds records keys of half (bit 0 of the mix clear) at sec, and
 	// returns the capacities its array was replaced with, until n entries.
 	rebuilds := func(n int, sec uint32) (caps []int) {
@@ -420,11 +422,10 @@ func TestSparesTakeAllocationsOutOfTheHold(t *testing.T) {
 		tb := New(mix, 0)
 		k := uint64(0)
 		grow(t, tb, &k, 0, -1, give)
-		var zero, one *Table
-		n := mallocs(func() { zero, one = tb.Split(0) })
-		// Two allocations are the halves' Table headers; each array is two
-		// more (its memory and its header).
-		if want := map[bool]uint64{true: 2, false: 6}[give]; n != want {
+		zero, one := new(Table), new(Table)
+		n := mallocs(func() { tb.Split(0, zero, one) })
+		// Each array is two allocations: its memory and its header.
+		if want := map[bool]uint64{true: 0, false: 4}[give]; n != want {
 			t.Errorf("spares given %v: the split allocated %d times, want %d", give, n, want)
 		}
 		if zero.SpareCap()+one.SpareCap() != 0 {
@@ -498,7 +499,7 @@ func TestSparesMadeMootAreDropped(t *testing.T) {
 		t.Errorf("spares made for a replaced array were kept: %d slots", tb.SpareCap())
 	}
 	// And by a retired table.
-	tb.Split(0)
+	tb.Split(0, new(Table), new(Table))
 	tb.GiveSpares(sp)
 	if tb.SpareCap() != 0 {
 		t.Errorf("a split table kept spares")
