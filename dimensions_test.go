@@ -359,7 +359,7 @@ func TestPairMemory(t *testing.T) {
 	assert.LessOrEqual(t, perPair, 20.0)
 }
 
-func TestSegmentEntries(t *testing.T) {
+func TestSegmentEntriesListEachSegmentsAccounts(t *testing.T) {
 	now := t0
 	tr := New(WithDimensions("plan", "platform"), WithMaxValues(2), fixed(&now))
 	tr.SeenInAt("a", now.Add(-time.Hour), "pro", "ios")

@@ -35,7 +35,7 @@ func TestMiddlewareCountsIdentifiedRequests(t *testing.T) {
 	assert.PanicsWithValue(t, "activeusers.Middleware: nil accountID function", func() { Middleware(tr, nil) })
 }
 
-func TestMiddlewareAllocs(t *testing.T) {
+func TestMiddlewareAddsNoAllocationPerRequest(t *testing.T) {
 	tr := New()
 	defer tr.Close()
 	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
@@ -145,17 +145,18 @@ func TestCountServedCountsOnlyServedRequests(t *testing.T) {
 		func() { Middleware(New(), headerID, CountServed(40)) })
 }
 
-func TestCountServedAllocs(t *testing.T) {
+func TestCountServedAddsNoAllocation(t *testing.T) {
 	tr := New()
 	defer tr.Close()
 	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	assertAddsNoAllocation(t, next, Middleware(tr, headerID, CountServed(400))(next), "CountServed adds no allocation")
 }
 
-// TestSegmentFrom: the middleware records each request's account in the
-// segments its functions read from the request, with and without
-// CountServed, adding no allocation; wiring mistakes panic at once.
-func TestSegmentFrom(t *testing.T) {
+// TestSegmentFromRecordsEachRequestsSegments: the middleware records each
+// request's account in the segments its functions read from the request, with
+// and without CountServed, adding no allocation; wiring mistakes panic at
+// once.
+func TestSegmentFromRecordsEachRequestsSegments(t *testing.T) {
 	now := t0
 	tr := New(fixed(&now), WithDimensions("plan", "platform"))
 	plan := SegmentFrom("plan", func(r *http.Request) string { return r.Header.Get("X-Plan") })

@@ -109,9 +109,9 @@ func TestSnapshotClampsAndSkips(t *testing.T) {
 	assert.Equal(t, []int{0, 2}, dst.Counts(59*time.Second, time.Minute), "both stored at the loader's now, not later")
 }
 
-// TestSnapshotSize: ages spread over a whole week (the worst case for their
-// varints), at 200k users.
-func TestSnapshotSize(t *testing.T) {
+// TestSnapshotOfAWeekStaysSmall: ages spread over a whole week (the worst
+// case for their varints), at 200k users.
+func TestSnapshotOfAWeekStaysSmall(t *testing.T) {
 	now := t0
 	tr := New(fixed(&now))
 	n := 200_000
@@ -187,9 +187,10 @@ func TestSnapshotBadInput(t *testing.T) {
 	}
 }
 
-// TestSnapshotReaders: a valid snapshot read in pieces of any size decodes the
-// same, and a reader's own error is returned as it is, not as a bad snapshot.
-func TestSnapshotReaders(t *testing.T) {
+// TestSnapshotDecodesFromAnyReader: a valid snapshot read in pieces of any
+// size decodes the same, and a reader's own error is returned as it is, not
+// as a bad snapshot.
+func TestSnapshotDecodesFromAnyReader(t *testing.T) {
 	now := t0
 	src, b := snapshotOf(t, &now, 20000) // several read buffers' worth
 	for name, r := range map[string]io.Reader{
@@ -282,7 +283,7 @@ func withCount(snap []byte, count uint64) []byte {
 	return h
 }
 
-func TestSnapshotFiles(t *testing.T) {
+func TestSaveFileReplacesAtomicallyAndLoadFileRestores(t *testing.T) {
 	now := t0
 	dir := t.TempDir()
 	path := filepath.Join(dir, "active.snap")
@@ -316,7 +317,7 @@ func TestSnapshotFiles(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestPersister(t *testing.T) {
+func TestPersistSavesPeriodicallyAndOnClose(t *testing.T) {
 	now := t0
 	path := filepath.Join(t.TempDir(), "p.snap")
 	tr := New(fixed(&now))

@@ -367,10 +367,11 @@ func TestDroppedTrackerStopsClock(t *testing.T) {
 	}
 }
 
-// TestConcurrent runs Seen, SeenAt, Counts and Len from many goroutines (run it
-// under -race) and checks exact totals: every goroutine sees its own disjoint
-// uids plus a shared set, while Counts and Len run alongside.
-func TestConcurrent(t *testing.T) {
+// TestConcurrentCallsCountExactly runs Seen, SeenAt, Counts and Len from many
+// goroutines (run it under -race) and checks exact totals: every goroutine
+// sees its own disjoint uids plus a shared set, while Counts and Len run
+// alongside.
+func TestConcurrentCallsCountExactly(t *testing.T) {
 	now := t0
 	var mu sync.Mutex // guards now, read by the clock
 	clock := WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })

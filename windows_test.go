@@ -23,7 +23,7 @@ func TestWindowLabel(t *testing.T) {
 	}
 }
 
-func TestCheckWindows(t *testing.T) {
+func TestCheckWindowsNamesEachMistake(t *testing.T) {
 	tr := New(WithRetention(48*time.Hour), WithClock(time.Now))
 	assert.NoError(t, tr.CheckWindows(time.Hour, 24*time.Hour, 48*time.Hour))
 	for _, c := range []struct {

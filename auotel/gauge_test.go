@@ -74,7 +74,7 @@ func TestGaugeReportsEachWindow(t *testing.T) {
 	assert.Empty(t, got, "nothing reported after Unregister")
 }
 
-func TestGaugeOptions(t *testing.T) {
+func TestGaugeOptionsNameWhatIsExported(t *testing.T) {
 	reader, mp, tr, _ := setup(t)
 	tr.Seen("a")
 	_, err := Register(mp.Meter("test"), tr, WithName("gw.accounts.active"), WithWindowAttribute("gw.window"), WithDescription("Accounts."), WithWindows(5*time.Minute, time.Hour))
@@ -180,7 +180,7 @@ func TestRegisterUncomparableMeter(t *testing.T) {
 	require.NoError(t, reg.Unregister())
 }
 
-func TestGaugeCluster(t *testing.T) {
+func TestGaugeReportsClusterCompleteness(t *testing.T) {
 	reader, mp, tr, _ := setup(t)
 	tr.Seen("local")
 	partial := true
@@ -229,10 +229,10 @@ func TestGaugeCluster(t *testing.T) {
 	assert.Equal(t, 40.0, got["activeusers.count 24h"])
 }
 
-// TestGaugeSegments: a tracker with dimensions reports the overall points
-// with the window attribute alone, each segment's with its dimension's
+// TestGaugeReportsEachSegment: a tracker with dimensions reports the overall
+// points with the window attribute alone, each segment's with its dimension's
 // attribute too, and the folded counter by dimension.
-func TestGaugeSegments(t *testing.T) {
+func TestGaugeReportsEachSegment(t *testing.T) {
 	now := t0
 	tr := activeusers.New(activeusers.WithClock(func() time.Time { return now }),
 		activeusers.WithDimensions("plan", "platform"), activeusers.WithMaxValues(1))

@@ -95,7 +95,7 @@ func TestCollectorFollowsTracker(t *testing.T) {
 	assert.Equal(t, 1.0, got[0].GetMetric()[0].GetGauge().GetValue())
 }
 
-func TestCollectorCluster(t *testing.T) {
+func TestCollectorReportsClusterCompleteness(t *testing.T) {
 	now := t0
 	tr := tracker(&now)
 	tr.Seen("local")
@@ -160,11 +160,11 @@ active_users_cluster_reachable 0
 	assert.ErrorContains(t, err, "positive timeout")
 }
 
-// TestCollectorSegments: a tracker with dimensions exports the overall
+// TestCollectorExportsEachSegment: a tracker with dimensions exports the overall
 // series with the dimension labels empty, each segment's with its own, and
 // the folded counter, from one CountsBy; a cluster source's breakdown is
 // exported the same way.
-func TestCollectorSegments(t *testing.T) {
+func TestCollectorExportsEachSegment(t *testing.T) {
 	now := t0
 	tr := activeusers.New(activeusers.WithClock(func() time.Time { return now }),
 		activeusers.WithDimensions("plan", "platform"), activeusers.WithMaxValues(2))
