@@ -21,6 +21,7 @@
 package table
 
 import (
+	"math"
 	"math/bits"
 	"sync/atomic"
 	"unsafe"
@@ -56,11 +57,14 @@ const (
 	// tables rather than by enlarging them, so no lock is ever held for work
 	// proportional to the number of users, at a million users or a billion.
 	// Smaller tables would mean more segments (each a lock and a table's
-	// header, 128 bytes: 0.2 bytes an account at this size) and more directory, and made
-	// the growth tail no shorter when measured (docs/design.md).
+	// header, 128 bytes: 0.2 bytes an account at this size) and more
+	// directory, and made the growth tail no shorter when measured
+	// (docs/design.md).
 	MaxCapacity = 1024
 
-	// SweepStep is how many slots each insert examines for expired entries. In
+	// SweepStep is how many slots each insert examines for expired entries
+	// (while the table may hold any: see Table.low, which skips the sweep
+	// only while every entry is within the cutoff, so the bound below holds). In
 	// steady churn an expired entry lingers for at most one trip of the cursor
 	// round the table, capacity/SweepStep inserts, during which at most that
 	// many entries expire: expired entries fill at most 1/SweepStep of the slots
@@ -167,6 +171,12 @@ type Table struct {
 	spare [2]*slots
 	full  bool // at MaxCapacity and full of live entries: due to be split
 	asked bool
+	// low is at most the time of every live entry (MaxUint32 when there
+	// has been none): inserts lower it, and a pass that deletes everything
+	// older than a cutoff raises it to that cutoff. While it is not older
+	// than the cutoff, an insert's sweep would delete nothing and is
+	// skipped (see Record).
+	low uint32
 }
 
 // New returns an empty table with room for capacity entries at the target load
@@ -182,7 +192,7 @@ func New(mix Mixer, capacity int) *Table {
 // its own: one pointer fewer to follow, and so one cache miss fewer, on the
 // way to a slot.
 func (t *Table) Init(mix Mixer, capacity int) {
-	t.mix = mix
+	t.mix, t.low = mix, math.MaxUint32
 	t.arr.Store(newSlots(capFor(capacity)))
 }
 
@@ -323,7 +333,7 @@ const (
 // Record records key (whose placement hash is m, and which is not 0) as seen
 // at sec (which is not 0), keeping the later of sec and any time already held.
 // A new key also pays for the table's upkeep: the incremental sweep of
-// SweepStep slots and, when the table would pass its load band, a whole prune
+// SweepStep slots (unless no entry can be older than cutoff) and, when the table would pass its load band, a whole prune
 // and a rebuild, all deleting only entries older than cutoff. The caller
 // derives cutoff from its clock, never from sec: a time from the future must
 // not expire entries its clock still retains. The caller holds the lock.
@@ -358,7 +368,10 @@ func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
 	e.Store(sec) // last: publishes the entry to Touch
 	t.n++
 	t.used++
-	t.sweep(SweepStep, cutoff)
+	t.low = min(t.low, sec)
+	if t.low < cutoff {
+		t.sweep(SweepStep, cutoff)
+	}
 	return Inserted
 }
 
@@ -368,6 +381,7 @@ func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
 // then fits.
 func (t *Table) makeRoom(cutoff uint32) bool {
 	t.expire(cutoff)
+	t.low = max(t.low, cutoff)
 	n := int(t.n)
 	c := growCap(n + 1)
 	if !fits(n+1, c) {
@@ -467,6 +481,7 @@ func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
 			counts[k] += int(t.n) // every entry left is seen at or after cutoff
 		}
 	}
+	t.low = max(t.low, cutoff)
 	t.tidy()
 }
 
@@ -703,7 +718,7 @@ func (t *Table) Split(b uint, zero, one *Table) {
 		}
 	}
 	for h, out := range [2]*Table{zero, one} {
-		out.mix, out.n, out.used = t.mix, int32(got[h]), int32(got[h])
+		out.mix, out.n, out.used, out.low = t.mix, int32(got[h]), int32(got[h]), t.low
 		out.arr.Store(halves[h])
 	}
 }

@@ -530,3 +530,46 @@ func TestTableFitsOneCacheLine(t *testing.T) {
 		t.Errorf("a Table is %d bytes, over one 64-byte cache line", size)
 	}
 }
+
+// TestSweepSkippedWhileNothingCanExpire: an insert sweeps only while some
+// entry may be older than the cutoff (low), and a pass that deletes all
+// such entries stops the sweeps again until time passes it.
+func TestSweepSkippedWhileNothingCanExpire(t *testing.T) {
+	mix := NewMixer(7, 9)
+	tb := New(mix, 100)
+	for k := uint64(1); k <= 40; k++ {
+		tb.Record(k, mix.Mix(k), 100, 50)
+	}
+	if tb.cursor != 0 || tb.low != 100 {
+		t.Fatalf("inserts within the cutoff swept: cursor %d, low %d", tb.cursor, tb.low)
+	}
+	// Time passes the first 40: every insert now sweeps, and what it
+	// sweeps past is deleted.
+	for k := uint64(41); k <= 50; k++ {
+		tb.Record(k, mix.Mix(k), 200, 150)
+	}
+	if want := 10 * SweepStep % tb.Cap(); int(tb.cursor) != want {
+		t.Fatalf("cursor %d after 10 inserts past the low, want %d", tb.cursor, want)
+	}
+	if tb.Len() >= 50 {
+		t.Fatalf("the sweeps deleted nothing: %d entries", tb.Len())
+	}
+	check(t, tb)
+	// A count deletes the rest of the old ones, and the sweeps stop.
+	counts := []int{0}
+	tb.CountAndPrune(150, []uint32{150}, counts)
+	if counts[0] != 10 || tb.Len() != 10 || tb.low != 150 {
+		t.Fatalf("after the pass: counted %d, %d entries, low %d; want 10, 10, 150", counts[0], tb.Len(), tb.low)
+	}
+	cur := tb.cursor
+	tb.Record(51, mix.Mix(51), 210, 150)
+	if tb.cursor != cur {
+		t.Fatal("an insert swept a table with nothing older than the cutoff")
+	}
+	// Halves of a split keep the bound.
+	zero, one := new(Table), new(Table)
+	tb.Split(0, zero, one)
+	if zero.low != 150 || one.low != 150 {
+		t.Fatalf("halves' low %d and %d, want 150", zero.low, one.low)
+	}
+}
