@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -99,4 +100,19 @@ func TestStatsCountSpareArrays(t *testing.T) {
 	}
 	assert.Equal(t, spare, s.tab.Cap(), "the rebuild made an array of another size")
 	assert.Equal(t, 0, s.tab.SpareCap())
+}
+
+// TestSegmentHoldsItsTableHeaderInItsFirstLine: a segment is two cache
+// lines, and its table's header is the first, so the directory's pointer
+// leads a lookup straight to the table's version and array.
+func TestSegmentHoldsItsTableHeaderInItsFirstLine(t *testing.T) {
+	var s paddedSegment
+	assert.Equal(t, uintptr(128), unsafe.Sizeof(s), "a segment is two cache lines")
+	assert.Zero(t, unsafe.Offsetof(s.tab))
+	assert.LessOrEqual(t, unsafe.Sizeof(s.tab), uintptr(64), "the table's header fits one line")
+	st := newSet(table.NewMixer(1, 2), 64)
+	for i := range st.dir.Load().segs {
+		p := uintptr(unsafe.Pointer(st.dir.Load().segs[i].Load()))
+		assert.Zero(t, p%128, "segment %d does not start a 128-byte line pair", i)
+	}
 }

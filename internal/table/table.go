@@ -63,8 +63,8 @@ const (
 	MaxCapacity = 1024
 
 	// SweepStep is how many slots each insert examines for expired entries
-	// (while the table may hold any: see Table.low, which skips the sweep
-	// only while every entry is within the cutoff, so the bound below holds). In
+	// (while the table may hold any: Table.low skips the sweep only while
+	// every entry is within the cutoff, so the bound below holds). In
 	// steady churn an expired entry lingers for at most one trip of the cursor
 	// round the table, capacity/SweepStep inserts, during which at most that
 	// many entries expire: expired entries fill at most 1/SweepStep of the slots
@@ -333,8 +333,9 @@ const (
 // Record records key (whose placement hash is m, and which is not 0) as seen
 // at sec (which is not 0), keeping the later of sec and any time already held.
 // A new key also pays for the table's upkeep: the incremental sweep of
-// SweepStep slots (unless no entry can be older than cutoff) and, when the table would pass its load band, a whole prune
-// and a rebuild, all deleting only entries older than cutoff. The caller
+// SweepStep slots (unless no entry can be older than cutoff) and, when the
+// table would pass its load band, a whole prune and a rebuild, all deleting
+// only entries older than cutoff. The caller
 // derives cutoff from its clock, never from sec: a time from the future must
 // not expire entries its clock still retains. The caller holds the lock.
 func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
