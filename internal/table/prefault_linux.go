@@ -14,9 +14,10 @@ import (
 // writing anything.
 const madvPopulateWrite = 23
 
-// noPopulate is set once the kernel has refused MADV_POPULATE_WRITE as
-// unknown (before 5.14, or a sandbox that filters it): pages are touched one
-// by one from then on.
+// noPopulate is set once the kernel has refused MADV_POPULATE_WRITE for good:
+// as unknown (EINVAL, before 5.14), or by a sandbox that filters madvise
+// (EPERM, ENOSYS). Pages are touched one by one from then on. Other errors
+// (a range not fully mapped, say) fall back for that call only.
 var noPopulate atomic.Bool
 
 // prefault faults in every page of w for writing, so that a later copy into
@@ -50,7 +51,8 @@ func populate(w []uint64) bool {
 	end := (uintptr(unsafe.Pointer(&w[len(w)-1])) + 8 + page - 1) &^ (page - 1)
 	_, _, errno := syscall.RawSyscall(syscall.SYS_MADVISE, start, end-start, madvPopulateWrite)
 	runtime.KeepAlive(w) // heap objects never move; this keeps w's alive
-	if errno == syscall.EINVAL {
+	switch errno {
+	case syscall.EINVAL, syscall.EPERM, syscall.ENOSYS:
 		noPopulate.Store(true)
 	}
 	return errno == 0

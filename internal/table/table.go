@@ -179,18 +179,11 @@ type Table struct {
 	low uint32
 }
 
-// New returns an empty table with room for capacity entries at the target load
-// (at most MaxCapacity slots).
-func New(mix Mixer, capacity int) *Table {
-	t := new(Table)
-	t.Init(mix, capacity)
-	return t
-}
-
-// Init makes t, a zero Table no other goroutine can see yet, what New
-// returns. It is for a Table held inside another struct, as a segment holds
-// its own: one pointer fewer to follow, and so one cache miss fewer, on the
-// way to a slot.
+// Init makes t, a zero Table no other goroutine can see yet, empty with
+// room for capacity entries at the target load (at most MaxCapacity slots).
+// A Table is held inside another struct, as a segment holds its own: one
+// pointer fewer to follow, and so one cache miss fewer, on the way to a
+// slot.
 func (t *Table) Init(mix Mixer, capacity int) {
 	t.mix, t.low = mix, math.MaxUint32
 	t.arr.Store(newSlots(capFor(capacity)))

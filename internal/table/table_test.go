@@ -8,6 +8,14 @@ import (
 	"unsafe"
 )
 
+// New returns a table of its own, initialised by Init (tests only: a
+// tracker's tables live inside their segments).
+func New(mix Mixer, capacity int) *Table {
+	t := new(Table)
+	t.Init(mix, capacity)
+	return t
+}
+
 // Get returns the time held for key and whether it is present (tests only).
 func (t *Table) Get(key uint64) (uint32, bool) {
 	a := t.arr.Load()
