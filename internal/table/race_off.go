@@ -2,6 +2,5 @@
 
 package table
 
-// raceEnabled says whether the race detector is on: see Table.Record's
-// insert, which stores a new slot with plain stores only when it is not.
+// raceEnabled says whether the race detector is on (see plainStores).
 const raceEnabled = false
