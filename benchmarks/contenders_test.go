@@ -44,6 +44,24 @@ func TestMeasurementsAreInRange(t *testing.T) {
 	assert.LessOrEqual(t, l.P99, l.P999)
 }
 
+// TestNewUsersAlternateOrderByRun: the contenders' new users are measured
+// in their order in odd runs and in reverse in even ones, each once a run,
+// and the order given is left as it was.
+func TestNewUsersAlternateOrderByRun(t *testing.T) {
+	cs := contenders()[:3]
+	names := func(cs []Contender) (n []string) {
+		for _, c := range cs {
+			n = append(n, c.Name)
+		}
+		return n
+	}
+	in := names(cs)
+	assert.Equal(t, in, names(newUsersOrder(cs, 1)))
+	assert.Equal(t, []string{in[2], in[1], in[0]}, names(newUsersOrder(cs, 2)))
+	assert.Equal(t, in, names(newUsersOrder(cs, 3)))
+	assert.Equal(t, in, names(cs), "the contenders' own order changed")
+}
+
 // TestProgramRunsEndToEnd runs the program end to end at a tiny size, once as a table and
 // once as JSON with a benchstat file.
 func TestProgramRunsEndToEnd(t *testing.T) {

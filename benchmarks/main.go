@@ -297,6 +297,20 @@ func fixedCount(o options, n int, f func(b *testing.B)) testing.BenchmarkResult 
 	return testing.Benchmark(f)
 }
 
+// newUsersOrder is the order in which run measures the contenders' new
+// users: cs in a loop of their own, one right after another, reversed in
+// every other run. This ratio moved most from run to run (xsync's figure
+// 481–912 ns across full runs), and a drift of this shared machine's speed
+// between two adjacent measurements, taken in alternating order, favours
+// neither side.
+func newUsersOrder(cs []Contender, run int) []Contender {
+	order := slices.Clone(cs)
+	if run%2 == 0 {
+		slices.Reverse(order)
+	}
+	return order
+}
+
 func run(o options, w io.Writer) error {
 	flag.Set("test.benchtime", o.benchtime.String())
 	setRetention(o.retention)
@@ -362,17 +376,7 @@ func run(o options, w io.Writer) error {
 				}
 				tr.Close()
 			}
-			// New users in a loop of their own, the contenders one right
-			// after another and in reverse order every other run: this
-			// ratio moved most from run to run (xsync's figure 481–912 ns
-			// across full runs), and a drift of this shared machine's
-			// speed between two adjacent measurements, taken in
-			// alternating order, favours neither side.
-			order := slices.Clone(cs)
-			if run%2 == 0 {
-				slices.Reverse(order)
-			}
-			for _, c := range order {
+			for _, c := range newUsersOrder(cs, run) {
 				progress("run %d/%d  GOMAXPROCS=%d  %-24s Seen, new users", run, o.runs, procs, c.Name)
 				r := timedInserts(o, func(b *testing.B) { SeenNew(b, c) })
 				col.add(fmt.Sprintf("Seen, new users, 16 goroutines a core (GOMAXPROCS=%d)", procs), "ns/op", c.Name, nsPerOp(r))
