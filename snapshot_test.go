@@ -19,6 +19,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/activeusers/activeusers/internal/table"
 )
 
 // snapshotOf fills a tracker on a fake clock and returns it with its snapshot.
@@ -115,7 +117,7 @@ func TestSnapshotOfAWeekStaysSmall(t *testing.T) {
 	now := t0
 	tr := New(fixed(&now))
 	n := 200_000
-	if raceEnabled {
+	if table.RaceEnabled {
 		n = 50_000
 	}
 	r := rand.New(rand.NewPCG(5, 6))
@@ -413,7 +415,7 @@ func TestKilledMidSave(t *testing.T) {
 		saveLoop(os.Getenv("ACTIVEUSERS_SAVE_LOOP"))
 		return
 	}
-	if testing.Short() || raceEnabled {
+	if testing.Short() || table.RaceEnabled {
 		t.Skip("starts and kills processes; about files, not goroutines (CI loops it without -race)")
 	}
 	dir := t.TempDir()

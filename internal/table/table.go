@@ -325,7 +325,7 @@ func (t *Table) PrefetchTimes() {
 // Not under the race detector, which would report the plain stores against
 // Touch's atomic loads, and only where a 64-bit store is one instruction
 // (on a 32-bit platform Touch could see half a key).
-const plainStores = !raceEnabled && ^uint(0)>>63 == 1
+const plainStores = !RaceEnabled && ^uint(0)>>63 == 1
 
 // Outcome says what Record did.
 type Outcome uint8

@@ -1,5 +1,0 @@
-//go:build !race
-
-package activeusers
-
-const raceEnabled = false
