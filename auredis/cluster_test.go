@@ -241,7 +241,8 @@ func TestRedisGoesAwayAndComesBack(t *testing.T) {
 	}
 	pushErr := c1.Push(ctx)
 	assert.Error(t, pushErr, "a push fails while Redis is down")
-	assert.Equal(t, pushErr, c1.Stats().LastErr, "Stats carries the error Push returned")
+	// The loop's pushes fail alongside, and one may have replaced it since.
+	assert.ErrorContains(t, c1.Stats().LastErr, "auredis: push to", "Stats carries the last push's error")
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	_, err := c1.Counts(short, windows...)
 	cancel()
