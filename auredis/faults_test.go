@@ -249,12 +249,11 @@ func TestFullRedisIsIncompleteThenResumes(t *testing.T) {
 	// after the failure carries on from it, unless its check of the keys'
 	// marks finds one not intact, when it sends everything to that key
 	// again, a full push: either way the figure is whole, as checked above.
-	var st Stats
 	assert.Eventually(t, func() bool {
-		st = f.cs[0].Stats()
+		st := f.cs[0].Stats()
 		return st.Resumed >= 1 || st.FullPushes > before.FullPushes
 	}, 5*time.Second, 10*time.Millisecond, "a push carried on from the failed one, or sent it again")
-	t.Logf("stats: %+v", st)
+	t.Logf("stats: %+v", f.cs[0].Stats())
 }
 
 // TestInstancesComeAndGo: an instance that shuts down leaves at once; one
