@@ -186,7 +186,8 @@ func TestClocksThatDisagree(t *testing.T) {
 // TestFullRedisIsIncompleteThenResumes: Redis at maxmemory (noeviction)
 // refuses writes halfway through a push. The figure says it is incomplete;
 // once Redis has room the next push carries on from where the failed one
-// stopped.
+// stopped (or, had Redis lost this instance's marks, sends it all again),
+// and the figure is complete and exact.
 func TestFullRedisIsIncompleteThenResumes(t *testing.T) {
 	s := startServer(t)
 	// Pushing every 100ms: the other instance notices within two pushes
