@@ -192,21 +192,31 @@ func (t *Tracker) recordIn(h uint64, sec, now int64, values []string) {
 	if len(values) > len(t.dims) {
 		values = values[:len(t.dims)]
 	}
-	// Each segment's slot is a cache miss of its own, costing about what a
-	// whole Seen does: start each on its way before recording the account
-	// overall, so that the misses overlap (docs/design.md, "A segment's
-	// second touch").
 	var sets [MaxDimensions]*set
 	for i, v := range values {
 		if v != "" {
 			sets[i] = t.dims[i].set(v)
-			sets[i].prefetch(h)
 		}
 	}
-	t.all.record(h, s32, cutoff)
-	for _, st := range sets[:len(values)] {
+	t.recordSets(h, s32, cutoff, sets[:len(t.dims)])
+}
+
+// recordSets records h as seen at sec overall and in each set of sets (one
+// for each dimension) that is not nil.
+func (t *Tracker) recordSets(h uint64, sec, cutoff uint32, sets []*set) {
+	// Each segment's slot is a cache miss of its own, costing about what a
+	// whole Seen does: start each on its way before recording the account
+	// overall, so that the misses overlap (docs/design.md, "A segment's
+	// second touch").
+	for _, st := range sets {
 		if st != nil {
-			st.record(h, s32, cutoff)
+			st.prefetch(h)
+		}
+	}
+	t.all.record(h, sec, cutoff)
+	for _, st := range sets {
+		if st != nil {
+			st.record(h, sec, cutoff)
 		}
 	}
 }
