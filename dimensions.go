@@ -187,6 +187,7 @@ func (t *Tracker) recordIn(h uint64, sec, now int64, values []string) {
 	}
 	if len(values) == 0 {
 		t.all.record(h, s32, cutoff)
+		t.stored(s32)
 		return
 	}
 	if len(values) > len(t.dims) {
@@ -219,6 +220,7 @@ func (t *Tracker) recordSets(h uint64, sec, cutoff uint32, sets []*set) {
 			st.record(h, sec, cutoff)
 		}
 	}
+	t.stored(sec)
 }
 
 // Dimensions returns the names given to WithDimensions, in order.

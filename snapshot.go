@@ -556,9 +556,12 @@ func sizeOf(r io.Reader) int64 {
 func (t *Tracker) merge(st *set, es []entry) {
 	now := t.nowSec()
 	cutoff := t.cutoff(now)
+	earliest := uint32(math.MaxUint32)
 	for _, e := range es {
 		if s32 := toSec(min(int64(e.sec), now)); s32 >= cutoff {
 			st.record(e.hash, s32, cutoff)
+			earliest = min(earliest, s32)
 		}
 	}
+	t.stored(earliest)
 }

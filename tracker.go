@@ -94,6 +94,7 @@ type Tracker struct {
 	userClock func() time.Time
 	closeOnce sync.Once
 	cleanup   runtime.Cleanup
+	cursors   cursorList // the Cursors following what is recorded
 }
 
 // New returns a Tracker configured by opts. It panics if an option is out of

@@ -101,7 +101,7 @@ var coderEcho = wsEcho{
 func TestWebSocketsCountWhileOpenAndActive(t *testing.T) {
 	for _, lib := range []struct {
 		name string
-		ws wsEcho
+		ws   wsEcho
 	}{{"gorilla", gorillaEcho}, {"coder", coderEcho}} {
 		for _, router := range []string{"net/http", "chi"} {
 			t.Run(lib.name+"/"+router, func(t *testing.T) {
