@@ -15,32 +15,61 @@
 //
 // # Guarantees
 //
+// A figure whose Result.IsComplete is true holds every live instance's
+// latest acknowledged push (one whose Push returned nil), and any fault makes
+// figures say incomplete until it is repaired:
+//
 //   - Exact union: accounts are spread over K sorted sets by hash, each account
 //     in one, so the sum of the K ZCOUNTs counts every account once.
-//   - Completeness: each instance marks every key with its own marker (a
-//     member scored below every account) when a push has reached all of them,
-//     and records the same mark in a registry hash. Counts reports how many
-//     of the live instances have their mark where it should be; a Redis that
-//     lost data, was restored from an older file, failed over to a lagging
-//     replica, or lost one key shows fewer, until they have pushed again.
-//   - Recovery: before each push an instance checks its own marks; where one
-//     is missing or older than the last it wrote, it pushes everything it
-//     holds to that key.
+//   - One step per key: every read and write of a key is a Lua script on that
+//     key alone (as Redis Cluster allows), which checks what the key holds and
+//     acts on it atomically. Each key holds a random token from when it was
+//     made; a push plans against each key's token and its server's run_id,
+//     and every batch it sends, and the mark that ends it, is refused if
+//     either changed: the key was deleted or evicted, or the server
+//     restarted, was restored from an older file, or failed over. A push
+//     that failed halfway is carried on only if neither changed.
+//   - Completeness: each instance marks every key with its own member, scored
+//     minus the Redis time of its push, once all of the push is in, and then
+//     names that push in a registry hash, under the run_id of the server
+//     holding the registry. Counts reads the registry, then each key's counts
+//     and marks in one step, and counts an instance complete only if the
+//     registry names its push under the current run_id and every key holds
+//     that mark or a later one. A registry the server lost, or restored, or
+//     that a failover replaced, is known by its run_id: until every instance
+//     has had time to write to it again (Result.Settling), no figure is
+//     complete — so completeness never rests on what the reader remembers.
+//   - Recovery: each push probes its marks and sends everything it holds to a
+//     key that lost them; a Counts that finds its own instance's push lost has
+//     it pushed at once.
+//   - Nothing missed: pushes follow the tracker with an activeusers.Cursor, so
+//     an incremental push takes every account recorded since the last one that
+//     completed, including a Seen that raced the push before it and a SeenAt
+//     of an earlier time.
 //   - One clock: scores and trims use the Redis server's TIME (of the node
 //     holding the registry); each instance measures its clock's offset from
 //     it on every push and shifts what it sends, so instance clocks may
 //     differ by any amount that stays steady between two pushes.
-//   - Deadlines: Counts and Shutdown return by their context's deadline
+//   - Deadlines: Push, Counts and Shutdown return by their context's deadline
 //     whatever the client's options; each round trip of a push has its own.
+//   - One setup: every instance must share WithKeys and the tracker's secret.
+//     One with another is refused and never joins the registry; after the
+//     registry is lost, one that registers first cannot lock out instances
+//     that were pushing under it (a newcomer waits until its setup settles).
 //   - Segments: a tracker with dimensions (activeusers.WithDimensions) also
 //     pushes each segment's accounts, to K keys of its own beside the
-//     accounts' K keys ("{tag}:plan=pro"), and names the segment in the set
-//     "{name}:segments". Every instance marks the keys of every segment any
-//     instance has, so a segment's figure has the overall one's guarantees:
-//     exact union, completeness, recovery. Result.Dimensions has it. Values
+//     accounts' K keys ("{tag}:plan=pro"), and names the segment in the
+//     registry. Every instance marks the keys of every segment any instance
+//     has, so a segment's figure has the overall one's guarantees. Values
 //     are bounded per instance (WithMaxValues): a value one instance folded
 //     into activeusers.OverflowValue counts there for that instance's
 //     accounts, so keep every instance's bound above the values expected.
+//
+// What complete cannot know: an instance that has not reached Redis for
+// WithInstanceTTL counts as gone; one that could not reach Redis when Redis
+// lost its registry is unknown until it reaches it again; and instances
+// whose intervals or backoffs differ are trusted to write to a new registry
+// within the longest gap those already in it declare.
 //
 // Costs: one pipelined push per interval, of the accounts active in it (ZADD
 // GT in batches), and about 100 bytes of Redis memory per account within
@@ -75,23 +104,25 @@ type Cluster struct {
 	rdb      redis.UniversalClient
 	cfg      config
 	keys     []string
-	registry string // hash: instance id → "heartbeat-ms epoch-ms"; "config" → configuration; its node's clock is the reference
-	segments string // set: every segment ("dimension=value") any instance has pushed
+	registry string // the registry hash (registry.go); its node's clock is the reference
 	setup    string // what every instance must agree on: key count, hash function
 	id       string // this instance's id, random
 	mark     string // this instance's marker member in each key
 
-	pushMu  sync.Mutex // one push at a time; guards the fields below
-	since   time.Time  // tracker time the last completed push covered up to
-	lastAll time.Time  // start of the last push of everything to every key
-	epoch   int64      // Redis time (ms) of the last completed push; 0 before the first
-	pending *pending   // a push that failed halfway, to resume
-	segs    []string   // the segments the last completed push marked
-	buf     []activeusers.Entry
-	// pendingSent is what the last completed push sent, for Stats.
-	pendingSent int
+	// pushing holds a token while a push runs: one at a time, and a Push
+	// waiting for another gives up at its context's deadline. It guards the
+	// fields below.
+	pushing   chan struct{}
+	cursor    *activeusers.Cursor // what the tracker recorded since the last push
+	lastStart time.Time           // tracker time the last completed push covered up to
+	lastAll   time.Time           // start of the last push of everything to every key
+	epoch     int64               // Redis time (ms) of the last completed push; 0 before the first
+	pending   *pending            // a push that failed halfway, to carry on
+	segs      []string            // the segments the last completed push marked
+	buf       []activeusers.Entry
+	lastSent  int // what the last completed push sent, for Stats
 
-	doneEpoch atomic.Int64 // epoch, for Counts, which does not take pushMu
+	doneEpoch atomic.Int64 // epoch, for Counts, which does not wait for a push
 	failing   atomic.Bool  // the latest push failed: Redis lacks accounts this instance holds
 
 	mu     sync.Mutex // guards the fields below
@@ -100,14 +131,11 @@ type Cluster struct {
 	synced bool          // offset measured
 	// offsetExact: the offset came from a reading within one tracker second.
 	offsetExact bool
-	// redisAt is the latest reading of Redis's clock, taken at readAt (a
-	// local time with its monotonic reading).
-	redisAt, readAt time.Time
-	known           map[string]peer
 	// contact is the Redis time (ms) since which this instance's round trips
 	// have succeeded; 0 after a failure.
 	contact int64
 
+	poke       chan struct{} // a push now: Counts found this instance's last push lost
 	stop, done chan struct{}
 	loopCtx    context.Context
 	cancelLoop context.CancelFunc
@@ -165,7 +193,11 @@ func New(t *activeusers.Tracker, rdb redis.UniversalClient, opts ...Option) (*Cl
 		cfg.instanceTTL = 3 * max(cfg.interval, cfg.maxBackoff)
 	}
 	c := newCluster(t, rdb, cfg)
-	go c.loop()
+	if cfg.manual {
+		close(c.done)
+	} else {
+		go c.loop()
+	}
 	return c, nil
 }
 
@@ -177,11 +209,12 @@ func newCluster(t *activeusers.Tracker, rdb redis.UniversalClient, cfg config) *
 	c := &Cluster{
 		t: t, rdb: rdb, cfg: cfg, keys: keys,
 		registry: "{" + cfg.name + "}:instances", // not one of the keys: the same whatever WithKeys
-		segments: "{" + cfg.name + "}:segments",
 		setup:    fmt.Sprintf("keys=%d hash=%s", cfg.keys, hashName(t)),
 		id:       id,
 		mark:     markPrefix + id,
-		known:    map[string]peer{},
+		pushing:  make(chan struct{}, 1),
+		cursor:   t.NewCursor(),
+		poke:     make(chan struct{}, 1),
 		stop:     make(chan struct{}), done: make(chan struct{}),
 	}
 	c.stats.Instance = id
@@ -206,21 +239,26 @@ func (c *Cluster) loop() {
 		select {
 		case <-c.stop:
 			return
+		case <-c.poke:
 		case <-time.After(wait):
 		}
 		err := c.Push(c.loopCtx)
-		if err == nil {
+		var deferred errDeferred
+		switch {
+		case err == nil:
 			if bound != c.cfg.minBackoff && c.cfg.logger != nil {
 				c.cfg.logger.Info("auredis: push succeeded again", "instance", c.id)
 			}
 			wait, bound = jitter(c.cfg.interval, 0.9, 1.1), c.cfg.minBackoff
-			continue
+		case errors.As(err, &deferred):
+			wait = deferred.wait
+		default:
+			wait = jitter(bound, 0.5, 1)
+			if c.cfg.logger != nil {
+				c.cfg.logger.Warn("auredis: push failed", "instance", c.id, "err", err, "retry_in", wait)
+			}
+			bound = min(2*bound, c.cfg.maxBackoff)
 		}
-		wait = jitter(bound, 0.5, 1)
-		if c.cfg.logger != nil {
-			c.cfg.logger.Warn("auredis: push failed", "instance", c.id, "err", err, "retry_in", wait)
-		}
-		bound = min(2*bound, c.cfg.maxBackoff)
 	}
 }
 
@@ -243,28 +281,38 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 	c.closeOnce.Do(func() {
 		close(c.stop)
 		defer c.cancelLoop()
+		defer c.cursor.Close()
 		select {
 		case <-c.done:
 		case <-ctx.Done():
 			err = fmt.Errorf("auredis: shutdown: the push loop is still waiting for Redis: %w", ctx.Err())
 			return
 		}
-		if err = c.Push(ctx); err != nil {
+		var deferred errDeferred
+		if err = c.Push(ctx); err != nil && !errors.As(err, &deferred) {
 			return
 		}
-		left := peer{heartbeat: c.redisNowMs(), left: true}
-		c.pushMu.Lock()
-		keys := c.allKeys(c.segs)
-		c.pushMu.Unlock()
+		pushErr := err // a newcomer still waiting has nothing to push, and leaves
+		var keys []string
+		select {
+		case c.pushing <- struct{}{}:
+			keys = c.allKeys(c.segs)
+			<-c.pushing
+		case <-ctx.Done():
+			err = fmt.Errorf("auredis: shutdown: waiting for the push under way: %w", ctx.Err())
+			return
+		}
 		err = c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
-			pipe.HSet(ctx, c.registry, c.id, left.String())
+			c.writeRegistry(ctx, pipe, "leave", c.entry(0, stateLeft), nil)
 			for _, k := range keys {
 				pipe.ZRem(ctx, k, c.mark)
 			}
 		})
 		if err != nil {
-			err = fmt.Errorf("auredis: shutdown: leaving the registry: %w", err)
+			err = fmt.Errorf("auredis: shutdown: leaving the registry: %w", c.registryErr(err))
+			return
 		}
+		err = pushErr
 	})
 	return err
 }

@@ -26,13 +26,21 @@ type Result struct {
 	// this one included.
 	Instances int
 	// Complete is how many of them have their latest push whole in what
-	// Redis holds now. Less than Instances while an instance has not yet
-	// pushed since it started or since Redis lost data (a restart without
-	// persistence, a restore from an older file, a failover to a lagging
-	// replica, a key deleted or evicted), or while its pushes fail (this
-	// instance's at once; another's once it has missed two pushes): the
-	// counts then miss accounts.
+	// Redis holds now: the registry names it under the server's current
+	// run_id, and every key holds its mark. Less than Instances while an
+	// instance has not yet pushed since it started or since Redis lost or
+	// replaced data (a restart, a restore from an older file, a failover, a
+	// key deleted or evicted), or while its pushes fail (this instance's at
+	// once; another's once it has missed two pushes): the counts then miss
+	// accounts.
 	Complete int
+	// Settling is true while the registry has been written under its
+	// server's run_id for less than the time every live instance takes to
+	// write to it again (two of the longest push interval the instances
+	// declare, and a timeout): after Redis lost, restored or failed over the
+	// registry, an instance may not have said it exists yet, so no figure is
+	// complete. A new cluster settles that long after its first push.
+	Settling bool
 	// ClockOffset is the Redis server's clock minus this instance's tracker
 	// clock, as measured at its latest push.
 	ClockOffset time.Duration
@@ -45,8 +53,9 @@ type Result struct {
 }
 
 // IsComplete says whether the counts are the whole cluster's with every live
-// instance's latest push in them.
-func (r Result) IsComplete() bool { return r.Cluster && r.Complete == r.Instances }
+// instance's latest push in them: Cluster, not Settling, and every instance
+// Complete.
+func (r Result) IsComplete() bool { return r.Cluster && !r.Settling && r.Complete == r.Instances }
 
 // Counts returns, for each window, the accounts the whole cluster saw within
 // it, as pushed so far (up to one interval behind each instance), measured on
@@ -82,83 +91,98 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 	}
 	ret := c.t.Retention()
 	ref := at.Add(offset).Unix()
-	// Round trip 1: the registry, and the segments of the tracker's
-	// dimensions that any instance pushed. Round trip 2, below: the counts
-	// and every instance's marks. A push marks every key before it names the
+	// Round trip 1: the registry. Round trip 2: each key's counts and marks,
+	// in one step per key. A push marks every key before it names the
 	// marks' epoch in the registry; read in the other order, any epoch the
-	// registry names here is on every key by the time the keys are read
-	// (in one round trip with a cluster of nodes, a key could be read before
-	// the registry's node and the registry after: a push in flight between
-	// them made a whole instance look incomplete).
-	dims := c.t.Dimensions()
-	var segs []string
-	var members *redis.StringSliceCmd
-	var reg *redis.MapStringStringCmd
+	// registry names here is on every key by the time the keys are read.
+	var regCmd *redis.Cmd
 	if err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
-		if len(dims) > 0 {
-			members = pipe.SMembers(ctx, c.segments)
-		}
-		reg = pipe.HGetAll(ctx, c.registry)
+		regCmd = readRegistryScript.Eval(ctx, pipe, []string{c.registry})
 	}); err != nil {
 		c.lostContact()
 		return Result{}, err
 	}
-	if len(dims) > 0 {
-		for _, s := range mergeSegments(members.Val(), nil) {
-			if slices.Contains(dims, parseSegment(s).Dimension) {
-				segs = append(segs, s)
-			}
+	v, err := regCmd.Slice()
+	if err != nil {
+		return Result{}, err
+	}
+	reg, err := parseRegistry(v, false)
+	if err != nil {
+		return Result{}, err
+	}
+	dims := c.t.Dimensions()
+	var segs []string
+	for _, s := range reg.segments {
+		if slices.Contains(dims, parseSegment(s).Dimension) {
+			segs = append(segs, s)
 		}
 	}
-	nowMs := c.redisNowMs()
-	c.learn(reg.Val(), nowMs)
-	c.mu.Lock()
-	peers := make(map[string]peer, len(c.known)+1)
-	for id, p := range c.known {
-		if !p.left {
+	nowMs := reg.now.UnixMilli()
+	peers := make(map[string]peer, len(reg.peers)+1)
+	for id, p := range reg.peers {
+		if p.state != stateLeft {
 			peers[id] = p
 		}
 	}
-	c.mu.Unlock()
+	self := false
 	select {
 	case <-c.stop: // shut down: no longer one of the cluster
+		delete(peers, c.id)
 	default:
-		peers[c.id] = peer{heartbeat: nowMs, epoch: c.doneEpoch.Load()}
+		// This instance knows its own latest push better than the registry.
+		self = true
+		peers[c.id] = peer{heartbeat: nowMs, epoch: c.doneEpoch.Load(), state: stateOK, node: reg.node}
 		if c.failing.Load() {
-			peers[c.id] = peer{heartbeat: nowMs} // its push is not whole
+			peers[c.id] = peer{heartbeat: nowMs, state: stateBehind} // its push is not whole
 		}
 	}
 	keys := c.allKeys(segs)
-	zcounts := make([][]*redis.IntCmd, len(keys))
-	marks := make([]*redis.ZSliceCmd, len(keys))
-	err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
-		for j, k := range keys {
-			zcounts[j] = make([]*redis.IntCmd, len(windows))
-			for i, w := range windows {
-				if w < 0 {
-					continue
-				}
-				lo := max(ref-int64(min(w, ret)/time.Second), 1)
-				zcounts[j][i] = pipe.ZCount(ctx, k, strconv.FormatInt(lo, 10), "+inf")
-			}
-			marks[j] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: k, Start: "-inf", Stop: "(0", ByScore: true})
+	bounds := make([]any, len(windows))
+	for i, w := range windows {
+		bounds[i] = "+inf" // a negative window counts nothing
+		if w >= 0 {
+			bounds[i] = strconv.FormatInt(max(ref-int64(min(w, ret)/time.Second), 1), 10)
 		}
-	})
-	if err != nil {
+	}
+	cmds := make([]*redis.Cmd, len(keys))
+	if err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
+		for j, k := range keys {
+			cmds[j] = countScript.Eval(ctx, pipe, []string{k}, bounds...)
+		}
+	}); err != nil {
 		c.lostContact()
 		return Result{}, err
 	}
-	r := Result{Counts: make([]int, len(windows)), Cluster: true, ClockOffset: offset}
-	sum := func(cmds [][]*redis.IntCmd) []int {
-		counts := make([]int, len(windows))
-		for _, cmds := range cmds {
-			for i, cmd := range cmds {
-				if cmd != nil {
-					counts[i] += int(cmd.Val())
-				}
+	zcounts := make([][]int, len(keys))
+	held := make([]map[string]float64, len(keys))
+	for j, cmd := range cmds {
+		v, err := cmd.Slice()
+		if err != nil || len(v) != len(windows)+1 {
+			return Result{}, fmt.Errorf("unexpected reply counting %s: %v %v", keys[j], v, err)
+		}
+		zcounts[j] = make([]int, len(windows))
+		for i := range windows {
+			n, _ := v[i].(int64)
+			zcounts[j][i] = int(n)
+		}
+		held[j] = map[string]float64{}
+		marks, _ := v[len(windows)].([]any)
+		for i := 0; i+1 < len(marks); i += 2 {
+			if id, ok := strings.CutPrefix(fmt.Sprint(marks[i]), markPrefix); ok {
+				held[j][id], _ = strconv.ParseFloat(fmt.Sprint(marks[i+1]), 64)
 			}
 		}
-		return counts
+	}
+
+	r := Result{Cluster: true, ClockOffset: offset, Settling: !c.settled(reg)}
+	sum := func(counts [][]int) []int {
+		out := make([]int, len(windows))
+		for _, cs := range counts {
+			for i, n := range cs {
+				out[i] += n
+			}
+		}
+		return out
 	}
 	k := len(c.keys)
 	r.Counts = sum(zcounts[:k])
@@ -186,18 +210,12 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 			r.Dimensions[i].Values = append(r.Dimensions[i].Values, activeusers.ValueCounts{Value: activeusers.OverflowValue, Counts: overflow[i]})
 		}
 	}
-	held := make([]map[string]float64, len(keys))
-	for j, cmd := range marks {
-		held[j] = map[string]float64{}
-		for _, z := range cmd.Val() {
-			if id, ok := strings.CutPrefix(fmt.Sprint(z.Member), markPrefix); ok {
-				held[j][id] = z.Score
-			}
-		}
-	}
 	for id, p := range peers {
 		r.Instances++
-		whole := p.epoch > 0 && !p.behind && !c.overdue(p, nowMs)
+		// An entry counts only as written under the server's run_id: one
+		// restored from an older file, or left behind by a failover, may
+		// name a push the keys lost.
+		whole := p.epoch > 0 && p.state == stateOK && p.node == reg.node && !c.overdue(p, nowMs)
 		// Each key must hold the push the registry named, or a later one: a
 		// push that marked some keys after the registry was read here has
 		// moved their marks on. Either way the key holds a whole push of the
@@ -208,6 +226,13 @@ func (c *Cluster) countsAt(ctx context.Context, at time.Time, windows []time.Dur
 		}
 		if whole {
 			r.Complete++
+		} else if id == c.id && self && p.epoch > 0 && p.state == stateOK {
+			// Redis no longer holds this instance's last push: repair now,
+			// not at the next interval.
+			select {
+			case c.poke <- struct{}{}:
+			default:
+			}
 		}
 	}
 	return r, nil

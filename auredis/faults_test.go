@@ -217,10 +217,10 @@ func TestFullRedisIsIncompleteThenResumes(t *testing.T) {
 	// nothing to carry on from (seen under load: Resumed 0, Pushed 28198).
 	// Now the first push after them, the loop's or this one, sends from
 	// before them and meets maxmemory halfway.
-	f.cs[0].pushMu.Lock()
+	f.cs[0].pushing <- struct{}{}
 	f.see(0, "a-", 100_000) // about 10 MB in Redis
 	before := f.cs[0].Stats()
-	f.cs[0].pushMu.Unlock()
+	<-f.cs[0].pushing
 	err = f.cs[0].Push(ctx)
 	require.ErrorContains(t, err, "OOM")
 	require.Equal(t, before.Pushes, f.cs[0].Stats().Pushes, "no push succeeds once the accounts have arrived")
@@ -396,7 +396,7 @@ func TestFailoverToALaggingReplica(t *testing.T) {
 	for range 2 {
 		tr := newTracker(f.now)
 		rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: front, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-		c, err := New(tr, rdb, WithInterval(time.Hour), WithInstanceTTL(time.Minute))
+		c, err := New(tr, rdb, WithInterval(time.Hour), WithInstanceTTL(time.Minute), settledAfter(0))
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close(); rdb.Close() })
 		f.trs, f.cs = append(f.trs, tr), append(f.cs, c)
@@ -428,7 +428,11 @@ func TestFailoverToALaggingReplica(t *testing.T) {
 			return err == nil
 		}, 10*time.Second, 10*time.Millisecond)
 		assert.False(t, r.IsComplete(), "instance %d: the lagging replica's figure is not reported complete: %+v", i, r)
-		assert.Equal(t, 1000, r.Counts[3], "it holds only the first pushes")
+		if i == 0 {
+			// Counts found its own push lost and had the loop push again
+			// at once: the next reader may see that repair under way.
+			assert.Equal(t, 1000, r.Counts[3], "it holds only the first pushes")
+		}
 	}
 	require.Eventually(t, func() bool {
 		for _, c := range f.cs {
@@ -443,7 +447,7 @@ func TestFailoverToALaggingReplica(t *testing.T) {
 	assert.Equal(t, 1600, r.Counts[3])
 }
 
-// markRecorder keeps the arguments of every command a client sends that
+// markRecorder keeps the arguments of every script a client runs that
 // writes an instance's mark.
 type markRecorder struct {
 	mu   sync.Mutex
@@ -458,7 +462,7 @@ func (m *markRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		m.mu.Lock()
 		for _, cmd := range cmds {
-			if cmd.Name() != "zadd" {
+			if cmd.Name() != "eval" {
 				continue
 			}
 			for _, a := range cmd.Args() {

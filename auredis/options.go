@@ -20,6 +20,12 @@ type config struct {
 	instanceTTL            time.Duration
 	logger                 *slog.Logger
 	errs                   []string
+
+	// For tests of other things than what they change: no push loop (pushes
+	// only by Push), and the registry's grace (registry.go) instead of its
+	// bound from the intervals.
+	manual bool
+	settle time.Duration
 }
 
 // Defaults of the options below.
@@ -120,11 +126,11 @@ func WithInterval(d time.Duration) Option {
 }
 
 // WithFullPushEvery sets how often a push sends every account held rather than
-// only those seen since the previous push. Incremental pushes select accounts
-// by their last-seen time, so activity recorded with SeenAt at an earlier time
-// (a replayed log, a late arrival) reaches Redis only with the next full push.
-// A push is full anyway whenever Redis no longer holds this instance's last
-// push. Default: DefaultFullEvery (15m).
+// only those recorded since the previous push (which include activity recorded
+// at an earlier time, by SeenAt or a snapshot loaded: see activeusers.Cursor).
+// A push is full anyway, key by key, whenever Redis no longer holds this
+// instance's last push; the periodic one repairs what no check can see, such
+// as members removed by hand. Default: DefaultFullEvery (15m).
 func WithFullPushEvery(d time.Duration) Option {
 	return func(c *config) { c.fullEvery = c.positive("WithFullPushEvery", "interval", d) }
 }
@@ -143,7 +149,10 @@ func WithBatch(n int) Option {
 // WithBackoff sets the wait after a failed push: a random wait between half of
 // and the whole of a bound that starts at min and doubles on each failure up
 // to max, back to the interval after a success. The randomness keeps
-// instances that failed together from retrying together. Default: 100ms, 30s.
+// instances that failed together from retrying together. The longer of max
+// and the interval (plus a timeout) is how long the others wait for this
+// instance to write to a registry Redis lost before they call a figure
+// complete (Result.Settling). Default: 100ms, 30s.
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) {
 		if min <= 0 || max < min {

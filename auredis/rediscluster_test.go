@@ -154,7 +154,7 @@ func TestRedisClusterSpreadsTheKeys(t *testing.T) {
 				last[id] = at
 			}
 		}
-		c, err := New(tr, rdb, WithInterval(time.Hour))
+		c, err := New(tr, rdb, WithInterval(time.Hour), settledAfter(0))
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close() })
 		require.Len(t, c.keys, DefaultClusterKeys, "a cluster client gets the cluster default")
@@ -247,7 +247,7 @@ func TestEightInstancesBecomeExact(t *testing.T) {
 	var cs []*Cluster
 	for _, tr := range trs {
 		rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: s.sock})
-		c, err := New(tr, rdb, WithInterval(time.Second))
+		c, err := New(tr, rdb, WithInterval(time.Second), WithBackoff(10*time.Millisecond, time.Second))
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close(); rdb.Close() })
 		cs = append(cs, c)
