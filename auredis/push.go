@@ -80,12 +80,8 @@ type block struct{ end, first int }
 type round struct {
 	reg      registry
 	offset   time.Duration // Redis's clock minus the tracker's, to the second
-	sentAt   time.Time     // local, monotonic: when the join was sent
 	departed []string      // instances gone, for the commit to remove
 }
-
-// redisNow is Redis's clock now, in ms, from the join's reading.
-func (r round) redisNow() int64 { return r.reg.now.Add(time.Since(r.sentAt)).UnixMilli() }
 
 // errDeferred is returned while a newcomer waits for the cluster's setup to
 // settle (see registryScript).
@@ -178,7 +174,7 @@ func (c *Cluster) join(ctx context.Context) (round, error) {
 		me.state = stateBehind
 	}
 	var cmd *redis.Cmd
-	localNow, sentAt := c.t.Now(), time.Now()
+	localNow := c.t.Now()
 	err := c.roundTrip(ctx, func(ctx context.Context, pipe redis.Pipeliner) {
 		cmd = c.writeRegistry(ctx, pipe, "join", me, local)
 	})
@@ -194,7 +190,7 @@ func (c *Cluster) join(ctx context.Context) (round, error) {
 	if err != nil {
 		return round{}, err
 	}
-	rnd := round{reg: reg, sentAt: sentAt}
+	rnd := round{reg: reg}
 	rnd.offset = c.measured(localNow, c.t.Now(), reg.now)
 	if !c.exactOffset() {
 		// That reading crossed a tracker second: read again rather than push
