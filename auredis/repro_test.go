@@ -43,16 +43,7 @@ func honest(t *testing.T, c *Cluster, want int) Result {
 func limitMemory(t *testing.T, rdb *redis.Client, extra int) {
 	t.Helper()
 	ctx := context.Background()
-	info, err := rdb.Info(ctx, "memory").Result()
-	require.NoError(t, err)
-	var used int
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			used, err = strconv.Atoi(v)
-			require.NoError(t, err)
-		}
-	}
-	require.Positive(t, used)
+	used := usedMemory(t, rdb)
 	require.NoError(t, rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
 	require.NoError(t, rdb.ConfigSet(ctx, "maxmemory", strconv.Itoa(used+extra)).Err())
 }
@@ -61,9 +52,7 @@ func limitMemory(t *testing.T, rdb *redis.Client, extra int) {
 func saveFile(t *testing.T, s *server, rdb *redis.Client) []byte {
 	t.Helper()
 	require.NoError(t, rdb.Save(context.Background()).Err())
-	b, err := os.ReadFile(filepath.Join(s.dir, "dump.rdb"))
-	require.NoError(t, err)
-	return b
+	return readDump(t, s)
 }
 
 // restartFrom restarts Redis from file, or empty if file is nil.
