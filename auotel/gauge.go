@@ -55,10 +55,13 @@ type config struct {
 // offset from the cluster's reference. Its fields are those of
 // auredis.Result, so auotel.ClusterCounts(r) converts one.
 type ClusterCounts struct {
-	Counts      []int
-	Cluster     bool
-	Instances   int
-	Complete    int
+	Counts    []int
+	Cluster   bool
+	Instances int
+	Complete  int
+	// Settling is true while the cluster's registry is too new to know every
+	// instance (after Redis lost or replaced it): no figure is complete.
+	Settling    bool
 	ClockOffset time.Duration
 	// Dimensions is the breakdown by segment, for a tracker with dimensions;
 	// a source that leaves it nil gets no segment points.
@@ -245,7 +248,7 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 		}
 		segment(o, r.Dimensions)
 		done := int64(0)
-		if r.Cluster && r.Complete == r.Instances {
+		if r.Cluster && !r.Settling && r.Complete == r.Instances {
 			done = 1
 		}
 		o.ObserveInt64(complete, done)

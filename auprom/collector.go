@@ -87,10 +87,13 @@ type config struct {
 // offset from the cluster's reference. Its fields are those of
 // auredis.Result, so auprom.ClusterCounts(r) converts one.
 type ClusterCounts struct {
-	Counts      []int
-	Cluster     bool
-	Instances   int
-	Complete    int
+	Counts    []int
+	Cluster   bool
+	Instances int
+	Complete  int
+	// Settling is true while the cluster's registry is too new to know every
+	// instance (after Redis lost or replaced it): no figure is complete.
+	Settling    bool
 	ClockOffset time.Duration
 	// Dimensions is the breakdown by segment, for a tracker with dimensions;
 	// a source that leaves it nil gets no segment series.
@@ -112,7 +115,8 @@ type CountsFunc func(ctx context.Context, windows ...time.Duration) (ClusterCoun
 //   - <name>_cluster_reachable: 1 while the counts are the cluster's, 0 while
 //     fn falls back to the local ones;
 //   - <name>_cluster_complete: 1 while they are the cluster's and every
-//     instance it knows has its latest push in them;
+//     instance it knows has its latest push in them (and the cluster's
+//     registry is not settling after Redis lost or replaced it);
 //   - <name>_cluster_instances{state="known"|"complete"}: how many instances
 //     the cluster knows, and how many of those are in the figure whole;
 //   - <name>_cluster_clock_offset_seconds: the cluster's reference clock
@@ -276,7 +280,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			r = ClusterCounts{Counts: c.t.Counts(c.windows...)}
 		}
 		counts, dims = r.Counts, r.Dimensions
-		whole := r.Cluster && r.Complete == r.Instances
+		whole := r.Cluster && !r.Settling && r.Complete == r.Instances
 		ch <- prometheus.MustNewConstMetric(c.reachable, prometheus.GaugeValue, b2f(r.Cluster))
 		ch <- prometheus.MustNewConstMetric(c.complete, prometheus.GaugeValue, b2f(whole))
 		ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(r.Instances), "known")

@@ -189,6 +189,10 @@ func New(t *activeusers.Tracker, rdb redis.UniversalClient, opts ...Option) (*Cl
 			cfg.keys = DefaultClusterKeys
 		}
 	}
+	if cfg.maxBackoff == 0 { // a failed push is retried at least as often as the interval
+		cfg.maxBackoff = min(cfg.interval, 30*time.Second)
+		cfg.minBackoff = min(cfg.minBackoff, cfg.maxBackoff)
+	}
 	if cfg.instanceTTL == 0 {
 		cfg.instanceTTL = 3 * max(cfg.interval, cfg.maxBackoff)
 	}

@@ -413,14 +413,14 @@ func observe(ctx context.Context, admin *redis.Client, cs []*Cluster, oracles []
 }
 
 // readDump returns the file Redis last saved.
-func readDump(t *testing.T, s *server) []byte {
+func readDump(t testing.TB, s *server) []byte {
 	b, err := os.ReadFile(filepath.Join(s.dir, "dump.rdb"))
 	require.NoError(t, err)
 	return b
 }
 
 // usedMemory is what Redis says it uses (INFO memory).
-func usedMemory(t *testing.T, rdb *redis.Client) int {
+func usedMemory(t testing.TB, rdb *redis.Client) int {
 	info, err := rdb.Info(context.Background(), "memory").Result()
 	require.NoError(t, err)
 	for _, line := range strings.Split(info, "\r\n") {

@@ -49,7 +49,7 @@ const (
 func defaultConfig() config {
 	return config{
 		name: DefaultName, interval: DefaultInterval, fullEvery: DefaultFullEvery, batch: DefaultBatch,
-		minBackoff: 100 * time.Millisecond, maxBackoff: 30 * time.Second, timeout: DefaultTimeout,
+		minBackoff: 100 * time.Millisecond, timeout: DefaultTimeout, // maxBackoff: from the interval, in New
 	}
 }
 
@@ -152,7 +152,7 @@ func WithBatch(n int) Option {
 // instances that failed together from retrying together. The longer of max
 // and the interval (plus a timeout) is how long the others wait for this
 // instance to write to a registry Redis lost before they call a figure
-// complete (Result.Settling). Default: 100ms, 30s.
+// complete (Result.Settling). Default: 100ms, and the interval up to 30s.
 func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) {
 		if min <= 0 || max < min {
@@ -175,7 +175,7 @@ func WithTimeout(d time.Duration) Option {
 // push is reported incomplete; after, the instance counts as gone (its
 // accounts stay until they expire). An instance that shuts down cleanly
 // leaves at once. Default: three times the longer of the interval and the
-// maximum backoff (90s with the defaults).
+// maximum backoff (30s with the defaults).
 func WithInstanceTTL(d time.Duration) Option {
 	return func(c *config) { c.instanceTTL = c.positive("WithInstanceTTL", "TTL", d) }
 }
