@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Benchmarks users run with go test -bench. Sub-benchmarks vary the initial segment count
+// Benchmarks users run with go test -bench. Sub-benchmarks vary the initial shard count
 // and compare the Tracker with the single-mutex design it replaces (the model
 // from tracker_test.go), so that
 //
@@ -82,7 +82,7 @@ type impl struct {
 func impls() []impl {
 	is := []impl{{"impl=model", func() seenTracker { return newModelTracker() }}}
 	for _, n := range benchShards {
-		is = append(is, impl{fmt.Sprintf("impl=tracker/segments=%d", n), func() seenTracker { return New(WithSegments(n)) }})
+		is = append(is, impl{fmt.Sprintf("impl=tracker/shards=%d", n), func() seenTracker { return New(WithShards(n)) }})
 	}
 	return is
 }
@@ -157,7 +157,7 @@ func BenchmarkCounts(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
 		pool := uids(n)
 		for _, im := range impls() {
-			if im.name != "impl=model" && im.name != fmt.Sprintf("impl=tracker/segments=%d", DefaultSegments) {
+			if im.name != "impl=model" && im.name != fmt.Sprintf("impl=tracker/shards=%d", DefaultShards) {
 				continue
 			}
 			for _, cold := range []bool{false, true} {

@@ -32,8 +32,8 @@ const (
 	// the like, and at most 64 label values a window for an exporter.
 	DefaultMaxValues = 64
 
-	// MaxValues bounds WithMaxValues: each value is a set of segments of its
-	// own, at least 4 KiB empty (16 segments of the smallest table).
+	// MaxValues bounds WithMaxValues: each value is a set of shards of its
+	// own, at least 4 KiB empty (16 shards of the smallest table).
 	MaxValues = 4096
 
 	// MaxValueLen is the longest value a dimension accepts, in bytes; a longer
@@ -47,18 +47,18 @@ const (
 	// and OverflowValue itself. Its counts are exported like any value's.
 	OverflowValue = "__overflow__"
 
-	// valueSegments is how many segments a value's set starts with (or the
-	// tracker's WithSegments, if fewer): enough that the first inserts of a
+	// valueShards is how many shards a value's set starts with (or the
+	// tracker's WithShards, if fewer): enough that the first inserts of a
 	// new value from many goroutines do not all wait for one lock, small
 	// enough that an empty value costs 4 KiB. They split as accounts arrive.
-	valueSegments = 16
+	valueShards = 16
 )
 
 // dimension maps the values of one dimension to their sets, up to its bound.
 type dimension struct {
 	name     string
 	max      int
-	segments int         // a new value's set starts with these
+	shards   int         // a new value's set starts with these
 	mix      table.Mixer // shared by the dimension's sets: they never mix keys
 	overflow *set
 	sets     atomic.Pointer[map[string]*set] // replaced whole on each new value
@@ -78,8 +78,8 @@ type value struct {
 	set  *set
 }
 
-func newDimension(name string, max, segments int, mix table.Mixer) *dimension {
-	d := &dimension{name: name, max: max, segments: segments, mix: mix, overflow: newSet(mix, segments)}
+func newDimension(name string, max, shards int, mix table.Mixer) *dimension {
+	d := &dimension{name: name, max: max, shards: shards, mix: mix, overflow: newSet(mix, shards)}
 	m := map[string]*set{}
 	d.sets.Store(&m)
 	return d
@@ -117,7 +117,7 @@ func (d *dimension) add(v string) *set {
 		return d.overflow
 	}
 	v = strings.Clone(v) // the caller's string may be a view of a request's bytes
-	s := newSet(d.mix, d.segments)
+	s := newSet(d.mix, d.shards)
 	nm := make(map[string]*set, len(m)+1)
 	maps.Copy(nm, m)
 	nm[v] = s
@@ -173,21 +173,20 @@ func (t *Tracker) SeenInAt(uid string, at time.Time, values ...string) {
 	if uid == "" {
 		return
 	}
-	now := t.nowSec()
-	t.recordIn(xxhash.Sum64String(uid), min(at.Unix(), now), now, values)
+	sec, now := t.atOrNow(at)
+	t.recordIn(xxhash.Sum64String(uid), sec, now, values)
 }
 
 // recordIn records h as seen at sec (at most now) overall and in the segments
 // values name, pruning by now, the clock's second: the only time that decides
-// what is past retention. Seen, SeenAt and their twins all come here.
+// what is past retention. SeenIn and SeenInAt come here.
 func (t *Tracker) recordIn(h uint64, sec, now int64, values []string) {
 	cutoff, s32 := t.cutoff(now), toSec(sec)
 	if s32 < cutoff {
 		return // already past retention: it would never be counted
 	}
 	if len(values) == 0 {
-		t.all.record(h, s32, cutoff)
-		t.stored(s32)
+		t.record(h, s32, cutoff)
 		return
 	}
 	if len(values) > len(t.dims) {
@@ -266,7 +265,7 @@ type ValueCounts struct {
 // CountsBy returns, for each window, the distinct accounts active within it
 // overall and in each segment of each dimension, with Counts's rules. It makes
 // one pass over the accounts and one over the (account, segment) pairs, one
-// segment's lock at a time, and prunes both as it goes.
+// shard's lock at a time, and prunes both as it goes.
 func (t *Tracker) CountsBy(windows ...time.Duration) Breakdown {
 	now := t.nowSec()
 	return t.countsBy(now, now, windows)

@@ -131,7 +131,7 @@ func runSegmentsAgainstModel(t *testing.T, seed uint64, steps int) {
 	maxValues := 1 + r.IntN(6)
 	dims := []string{"d0", "d1", "d2"}[:ndims]
 	now := t0
-	tr := New(WithRetention(ret), WithSegments([]int{1, 2, 64}[r.IntN(3)]), WithDimensions(dims...), WithMaxValues(maxValues), fixed(&now))
+	tr := New(WithRetention(ret), WithShards([]int{1, 2, 64}[r.IntN(3)]), WithDimensions(dims...), WithMaxValues(maxValues), fixed(&now))
 	m := newSegModel(ndims, maxValues, ret, &now)
 	users := 1 + r.IntN(2000)
 	pool := append(slices.Clone(hostileValues), "a", "b", "c", "d", "e", "f", "g", "h")
@@ -305,7 +305,7 @@ func TestInvalidDimensions(t *testing.T) {
 // (under -race in CI): afterwards, each segment counts exactly the accounts
 // sent to it, and the bound holds although values race to be first.
 func TestSegmentsConcurrent(t *testing.T) {
-	tr := New(WithDimensions("plan", "platform"), WithMaxValues(4), WithSegments(2))
+	tr := New(WithDimensions("plan", "platform"), WithMaxValues(4), WithShards(2))
 	defer tr.Close()
 	plans := []string{"free", "pro", "enterprise", "team", "x1", "x2", "x3"}
 	const workers, users = 8, 20_000
@@ -341,7 +341,7 @@ func TestSegmentsConcurrent(t *testing.T) {
 
 // TestPairMemory: a million (account, segment) pairs in ten segments take
 // what a million accounts do, within the table's load band: 12 bytes a slot
-// at a load of 0.51–0.8 is 15–23.5 bytes, plus segments and directories.
+// at a load of 0.51–0.8 is 15–23.5 bytes, plus shards and directories.
 func TestPairMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a million accounts")
@@ -357,7 +357,7 @@ func TestPairMemory(t *testing.T) {
 	require.Equal(t, n, st.Pairs)
 	perPair := float64(st.PairBytes) / float64(st.Pairs)
 	perAccount := float64(st.Bytes) / float64(st.Entries)
-	t.Logf("%.1f bytes a pair (%d segments), %.1f bytes an account", perPair, st.PairSegments, perAccount)
+	t.Logf("%.1f bytes a pair (%d shards), %.1f bytes an account", perPair, st.PairShards, perAccount)
 	assert.LessOrEqual(t, perPair, 20.0)
 }
 

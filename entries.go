@@ -20,9 +20,9 @@ type Entry struct {
 }
 
 // AppendEntries appends to dst every account last seen at or after since, in
-// no particular order, and returns the extended slice. It copies one segment
-// at a time under that segment's lock alone (at most 1024 slots), and grows
-// dst only between segments, so no lock is held for longer than one segment's
+// no particular order, and returns the extended slice. It copies one shard
+// at a time under that shard's lock alone (at most 1024 slots), and grows
+// dst only between shards, so no lock is held for longer than one shard's
 // copy. Passing the start of the previous call as since gives the accounts
 // seen since then, which is how the auredis package pushes only what changed.
 func (t *Tracker) AppendEntries(dst []Entry, since time.Time) []Entry {
@@ -32,13 +32,9 @@ func (t *Tracker) AppendEntries(dst []Entry, since time.Time) []Entry {
 	return dst
 }
 
-// Now is the time by the tracker's clock, to the second: what Seen records and
-// Counts measures ages from.
-func (t *Tracker) Now() time.Time { return time.Unix(t.nowSec(), 0) }
-
-// forEntries calls each for every entry of st seen at or after since, segment by
-// segment, under each segment's lock alone; grow is called with no lock held
-// before each segment, with the most entries a segment can hold, so that the
+// forEntries calls each for every entry of st seen at or after since, shard by
+// shard, under each shard's lock alone; grow is called with no lock held
+// before each shard, with the most entries a shard can hold, so that the
 // caller's buffer never grows while a lock is held.
 // With WithSecret, each gets the pseudonym of each hash, never the hash.
 func (t *Tracker) forEntries(st *set, since uint32, grow func(n int), each func(key uint64, sec uint32)) {
@@ -46,5 +42,5 @@ func (t *Tracker) forEntries(st *set, since uint32, grow func(n int), each func(
 		plain, buf := each, new([16]byte)
 		each = func(key uint64, sec uint32) { plain(t.pn.encode(key, buf), sec) }
 	}
-	st.eachSegment(func() { grow(table.MaxCapacity) }, prefetchTimes, func(s *segment) { s.tab.Range(since, each) })
+	st.eachShard(func() { grow(table.MaxCapacity) }, prefetchTimes, func(s *shard) { s.tab.Range(since, each) })
 }

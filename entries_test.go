@@ -12,7 +12,7 @@ import (
 
 func TestAppendEntriesSince(t *testing.T) {
 	now := t0
-	tr := New(fixed(&now), WithSegments(4))
+	tr := New(fixed(&now), WithShards(4))
 	for i := range 100 {
 		tr.SeenAt("u"+strconv.Itoa(i), now.Add(-time.Duration(i)*time.Second))
 	}

@@ -14,7 +14,7 @@ import (
 type Option func(*config)
 
 type config struct {
-	segments  int
+	shards    int
 	retention time.Duration
 	clock     func() time.Time
 	secret    []byte
@@ -24,20 +24,20 @@ type config struct {
 }
 
 const (
-	// DefaultSegments is how many segments a new tracker starts with. Each is
-	// one lock and one table of at most 1024 slots; segments split as accounts
+	// DefaultShards is how many shards a new tracker starts with. Each is
+	// one lock and one table of at most 1024 slots; shards split as accounts
 	// arrive, so this matters only while a tracker holds fewer than about
-	// DefaultSegments×600 accounts. A Seen of a returning account takes no
-	// lock; a new account locks its segment, so the segments are what lets
+	// DefaultShards×600 accounts. A Seen of a returning account takes no
+	// lock; a new account locks its shard, so the shards are what lets
 	// inserts on different cores proceed at once, and a Counts pass holds one
-	// segment at a time. The cost is a 128-byte segment (its lock and its
+	// shard at a time. The cost is a 128-byte shard (its lock and its
 	// table's header) and 16 slots (192 bytes) each, 80 KiB in all.
-	DefaultSegments = 256
+	DefaultShards = 256
 
-	// MaxSegments bounds WithSegments: past it the empty segments alone (256
+	// MaxShards bounds WithShards: past it the empty shards alone (256
 	// bytes each with their smallest table, 16 MiB at this bound) outweigh any
 	// contention they could relieve.
-	MaxSegments = 1 << 16
+	MaxShards = 1 << 16
 
 	// DefaultRetention is how long an entry is kept after its last activity
 	// unless WithRetention says otherwise: long enough for a 7-day window.
@@ -49,19 +49,19 @@ const (
 )
 
 func defaultConfig() config {
-	return config{segments: DefaultSegments, retention: DefaultRetention, maxValues: DefaultMaxValues}
+	return config{shards: DefaultShards, retention: DefaultRetention, maxValues: DefaultMaxValues}
 }
 
-// WithSegments sets how many segments the tracker starts with, rounded up to a
-// power of two; it must be between 1 and MaxSegments. Segments split as the
-// tracker fills, whatever the start. Default: DefaultSegments (256).
-func WithSegments(n int) Option {
+// WithShards sets how many shards the tracker starts with, rounded up to a
+// power of two; it must be between 1 and MaxShards. Shards split as the
+// tracker fills, whatever the start. Default: DefaultShards (256).
+func WithShards(n int) Option {
 	return func(c *config) {
-		if n < 1 || n > MaxSegments {
-			c.errs = append(c.errs, fmt.Sprintf("WithSegments(%d): the segment count must be between 1 and %d", n, MaxSegments))
+		if n < 1 || n > MaxShards {
+			c.errs = append(c.errs, fmt.Sprintf("WithShards(%d): the shard count must be between 1 and %d", n, MaxShards))
 			return
 		}
-		c.segments = n
+		c.shards = n
 	}
 }
 

@@ -66,8 +66,8 @@ func (t *Tracker) entries(st *set, since uint32) []entry {
 // WriteTo writes a snapshot of every account within retention to w, in the
 // format of docs/snapshot.md, and returns the bytes written: with
 // WithDimensions, version 2, which holds each segment's accounts too; without,
-// version 1. It copies each segment's entries under that segment's lock alone,
-// so Seen waits for at most one segment's copy; sorting and encoding happen
+// version 1. It copies each shard's entries under that shard's lock alone,
+// so Seen waits for at most one shard's copy; sorting and encoding happen
 // after, with no lock held.
 func (t *Tracker) WriteTo(w io.Writer) (int64, error) {
 	now := t.nowSec()
@@ -552,7 +552,7 @@ func sizeOf(r io.Reader) int64 {
 }
 
 // merge adds entries to st, later time winning, as Seen would: each takes
-// its segment's lock alone, for one entry.
+// its shard's lock alone, for one entry.
 func (t *Tracker) merge(st *set, es []entry) {
 	now := t.nowSec()
 	cutoff := t.cutoff(now)

@@ -26,7 +26,7 @@ import (
 // snapshotOf fills a tracker on a fake clock and returns it with its snapshot.
 func snapshotOf(t *testing.T, now *time.Time, n int) (*Tracker, []byte) {
 	t.Helper()
-	tr := New(fixed(now), WithRetention(48*time.Hour), WithSegments(4))
+	tr := New(fixed(now), WithRetention(48*time.Hour), WithShards(4))
 	for i := range n {
 		tr.SeenAt("user"+strconv.Itoa(i), now.Add(-time.Duration(i)*time.Minute))
 	}

@@ -1,6 +1,6 @@
 // Package activeusers counts the distinct accounts active within sliding windows
 // (the last 5 minutes, 24 hours, 7 days, …) at a cost to the request path of
-// one hash and one uncontended lock.
+// one hash and, for an account already held, no lock.
 //
 // A gateway calls Seen on every authenticated request and a metrics scrape calls
 // Counts every few seconds:
@@ -10,12 +10,31 @@
 //	t.Seen(accountID)                            // on every request
 //	n := t.Counts(24*time.Hour, 7*24*time.Hour)  // on every scrape
 //
-// Accounts are identified by the 64-bit xxhash of their id, so the tracker never
-// retains callers' strings; times are kept to the second.
+// # Words
+//
+// Each word below means one thing, here and in every file:
+//
+//   - account: what Seen is told of, by its id; held as the 64-bit xxhash of
+//     the id (its key), so the tracker never retains callers' strings.
+//   - window: how far back a count looks (24h); an account counts in a window
+//     if its last activity, to the second, is at most that old.
+//   - retention: the longest window; an account is dropped once older.
+//   - table: a hash table of at most 1024 slots of 12 bytes (key and second),
+//     holding no pointers (internal/table).
+//   - shard: one lock and its table (shard.go). A tracker's accounts are
+//     spread over shards by hash; a shard splits in two when its table is
+//     full, and a directory indexed by the hash finds it.
+//   - set: the shards holding one collection of accounts, with their
+//     directory: a tracker has one for all its accounts, and one for each
+//     segment.
+//   - dimension: what accounts are also counted by (plan, platform, region,
+//     tenant), named with WithDimensions.
+//   - segment: one value of one dimension (plan=pro), and the accounts
+//     recorded in it (SeenIn).
 //
 // To count by plan, platform, region or tenant as well, name the dimensions
-// and give each request's values; every value's count comes with the overall
-// one, and the values a dimension keeps are bounded (WithMaxValues):
+// and give each request's values; every segment's count comes with the
+// overall one, and the values a dimension keeps are bounded (WithMaxValues):
 //
 //	t := activeusers.New(activeusers.WithDimensions("plan", "platform"))
 //	t.SeenIn(accountID, "pro", "ios")
@@ -59,31 +78,32 @@ import (
 // Tracker records when each account was last active and counts the accounts
 // active within any window up to its retention.
 //
-// It is safe for concurrent use by any number of goroutines. Accounts are spread
-// by a seeded hash of their id over segments: tables of at most 1024 12-byte
-// slots holding no pointers, invisible to the garbage collector, each with its
-// own lock, which split in two as they fill. A Seen of an account already held
-// takes no lock at all; a new account locks one segment. Counts, snapshots and
-// entry iteration lock one segment at a time, so no call ever holds up another
-// for more than one segment's work, however many accounts there are. Each
-// table is pruned of expired entries a few slots at a time as new accounts
-// arrive, so memory tracks the accounts within retention even if Counts is
-// never called.
+// It is safe for concurrent use by any number of goroutines. Accounts are
+// spread by a seeded hash of their id over shards, whose tables hold no
+// pointers and so are invisible to the garbage collector. A Seen of an
+// account already held takes no lock at all; a new account locks one shard.
+// Counts, snapshots and entry iteration lock one shard at a time, so no call
+// ever holds up another for more than one shard's work, however many accounts
+// there are. Each table is pruned of expired entries a few slots at a time as
+// new accounts arrive, so memory tracks the accounts within retention even if
+// Counts is never called.
 //
 // Times have a resolution of one second: Seen records the whole second it was
 // called in, and an account counts in a window if its age (now minus its last
 // second, in whole seconds) is at most the window. Only the tracker's clock
-// decides what is past retention: times ahead of it are recorded as its now. Two distinct ids hash to the
-// same 64-bit key, and so count once, with probability about n²/2⁶⁵ for n
-// accounts (3·10⁻⁸ at a million, 3·10⁻⁶ at ten million).
+// decides what is past retention: times ahead of it are recorded as its now.
+// Two distinct ids hash to the same 64-bit key, and so count once, with
+// probability about n²/2⁶⁵ for n accounts (3·10⁻⁸ at a million, 3·10⁻⁶ at
+// ten million).
 //
 // The zero Tracker is not usable; call New. Call Close when done with it to stop
 // the clock goroutine (a Tracker that becomes unreachable stops it too).
 //
 // A Tracker answers "how many distinct accounts", not "which ones": it cannot
 // list ids. It counts exactly, in memory proportional to the accounts within
-// retention (15–24 bytes each once pruned); for approximate counts of billions of ids
-// in constant memory a HyperLogLog sketch is the better tool.
+// retention (15 to 24 bytes each once pruned, by the tables' load); for
+// approximate counts of billions of ids in constant memory a HyperLogLog
+// sketch is the better tool.
 type Tracker struct {
 	all    *set         // the accounts
 	dims   []*dimension // with WithDimensions: each value's accounts
@@ -111,15 +131,15 @@ func New(opts ...Option) *Tracker {
 		}
 		panic(msg)
 	}
-	segments := 1 << bits.Len(uint(c.segments-1)) // rounded up to a power of two
+	shards := 1 << bits.Len(uint(c.shards-1)) // rounded up to a power of two
 	t := &Tracker{
-		all:       newSet(table.NewMixer(rand.Uint64(), rand.Uint64()), segments),
+		all:       newSet(table.NewMixer(rand.Uint64(), rand.Uint64()), shards),
 		retSec:    int64(c.retention / time.Second),
 		userClock: c.clock,
 	}
 	for _, name := range c.dims {
 		mix := table.NewMixer(rand.Uint64(), rand.Uint64())
-		t.dims = append(t.dims, newDimension(name, c.maxValues, min(segments, valueSegments), mix))
+		t.dims = append(t.dims, newDimension(name, c.maxValues, min(shards, valueShards), mix))
 	}
 	if c.secret != nil {
 		t.pn = newPseudonyms(c.secret)
@@ -149,12 +169,25 @@ func (t *Tracker) Close() error {
 // Retention is how long an account is kept after its last activity.
 func (t *Tracker) Retention() time.Duration { return time.Duration(t.retSec) * time.Second }
 
+// Now is the time by the tracker's clock, to the second: what Seen records and
+// Counts measures ages from.
+func (t *Tracker) Now() time.Time { return time.Unix(t.nowSec(), 0) }
+
 // nowSec is the current Unix second by the tracker's clock.
 func (t *Tracker) nowSec() int64 {
 	if t.clock != nil {
 		return t.clock.Now()
 	}
 	return t.userClock().Unix()
+}
+
+// atOrNow returns the second an activity at at is recorded at — at, or the
+// clock's now if at is ahead of it — and now: only the clock decides what is
+// past retention, so a time ahead of it can neither expire other accounts
+// early nor keep this one longer than a Seen would.
+func (t *Tracker) atOrNow(at time.Time) (sec, now int64) {
+	now = t.nowSec()
+	return min(at.Unix(), now), now
 }
 
 // toSec clamps a Unix second into the range stored: 32 bits, and never 0,
@@ -169,10 +202,13 @@ func toSec(s int64) uint32 {
 	return uint32(s)
 }
 
+// cutoff is the oldest second still within retention at now.
+func (t *Tracker) cutoff(now int64) uint32 { return toSec(now - t.retSec) }
+
 // Seen records that the account uid is active now. An empty uid is ignored.
-// Seen does not allocate; of an account already held, it takes no lock, and of
-// a new one, it never waits for longer than another call's work on one
-// segment.
+// Of an account already held, it takes no lock and allocates nothing; of a
+// new one, it locks one shard, never waiting for longer than another call's
+// work on that shard, and now and then allocates the shard's next table.
 func (t *Tracker) Seen(uid string) {
 	if uid == "" {
 		return
@@ -192,40 +228,46 @@ func (t *Tracker) SeenBytes(uid []byte) {
 // hashes the id's 8 bytes, big-endian, so it counts the same account as
 // SeenBytes of those bytes — not as Seen of the id's decimal string. Use one
 // form for an account everywhere it is counted (every instance of a
-// cluster, every snapshot merged). It does not allocate.
+// cluster, every snapshot merged).
 func (t *Tracker) SeenID(id uint64) {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], id)
 	t.seen(xxhash.Sum64(b[:]), t.nowSec())
 }
 
+// seen records the account whose key is h as seen at now, the clock's
+// second.
+func (t *Tracker) seen(h uint64, now int64) { t.record(h, toSec(now), t.cutoff(now)) }
+
+// record stores key h as seen at sec in its shard's table (shard.go),
+// deleting on the way only entries older than cutoff, then tells the
+// cursors, if any (cursor.go).
+func (t *Tracker) record(h uint64, sec, cutoff uint32) {
+	t.all.record(h, sec, cutoff)
+	t.stored(sec)
+}
+
 // SeenAt records that uid was active at time at, for log replay, late
 // arrivals and tests. An account's last activity is the latest time it was
 // seen at, whatever the order of calls, so SeenAt with a time earlier than one
-// already recorded changes nothing. Only the tracker's clock decides what is
-// past retention: a time ahead of the clock is recorded as the clock's now
-// (so it can neither expire other accounts early nor keep this one longer
-// than a Seen would), and a time already past retention is ignored.
+// already recorded changes nothing. A time ahead of the tracker's clock is
+// recorded as the clock's now, and a time already past retention is ignored.
 func (t *Tracker) SeenAt(uid string, at time.Time) {
 	if uid == "" {
 		return
 	}
-	now := t.nowSec()
-	t.recordIn(xxhash.Sum64String(uid), min(at.Unix(), now), now, nil)
+	sec, now := t.atOrNow(at)
+	if s, cutoff := toSec(sec), t.cutoff(now); s >= cutoff { // else past retention: never counted
+		t.record(xxhash.Sum64String(uid), s, cutoff)
+	}
 }
-
-// seen records h as seen now.
-func (t *Tracker) seen(h uint64, now int64) { t.recordIn(h, now, now, nil) }
-
-// cutoff is the oldest second still within retention at now.
-func (t *Tracker) cutoff(now int64) uint32 { return toSec(now - t.retSec) }
 
 // Counts returns, for each window, the number of distinct accounts whose last
 // activity is at most that old now: age ≤ window, in whole seconds. A window
 // longer than the retention counts as the retention; a negative window counts
-// nothing. Counts locks one segment at a time and prunes expired entries as it
-// goes, so it costs one pass over the tables (about 2–2.5 ms per million
-// accounts) but never holds up Seen for longer than one segment's part of it.
+// nothing. Counts locks one shard at a time and prunes expired entries as it
+// goes, so it costs one pass over the tables but never holds up Seen for
+// longer than one shard's part of it.
 func (t *Tracker) Counts(windows ...time.Duration) []int {
 	now := t.nowSec()
 	return t.counts(now, now, windows)
@@ -270,46 +312,46 @@ func (t *Tracker) thresholds(at int64, windows []time.Duration) (since []uint32,
 // retention gives the number within it.
 func (t *Tracker) Len() int {
 	n := 0
-	t.all.eachSegment(nil, nil, func(s *segment) { n += s.tab.Len() })
+	t.all.eachShard(nil, nil, func(s *shard) { n += s.tab.Len() })
 	return n
 }
 
 // Stats describes a Tracker's memory. It is cheap to read: one brief lock of
-// each segment, no pass over the tables.
+// each shard, no pass over the tables.
 type Stats struct {
-	// Segments is the number of segments: locks, and tables of at most 1024
-	// slots. It starts at WithSegments and grows with the accounts.
-	Segments int
+	// Shards is the number of shards: locks, and tables of at most 1024
+	// slots. It starts at WithShards and grows with the accounts.
+	Shards int
 	// Entries is the number of accounts held, as Len.
 	Entries int
-	// Slots is the total capacity of the segments' tables; Entries/Slots is
+	// Slots is the total capacity of the shards' tables; Entries/Slots is
 	// the load factor: at most 0.8, and at least 0.5 after a Counts pass
 	// (tables at their minimum size aside).
 	Slots int
-	// Bytes is the heap the tables, segments and directory occupy: 12 bytes a
+	// Bytes is the heap the tables, shards and directory occupy: 12 bytes a
 	// slot (of the tables, and of spare arrays made for a table's next
-	// rebuild or split), 128 a segment (its lock and its table's header) and
+	// rebuild or split), 128 a shard (its lock and its table's header) and
 	// 8 a directory entry. The slots hold
-	// no pointers; the directory, segments and table headers hold a few for
+	// no pointers; the directory, shards and table headers hold a few for
 	// every 300–800 accounts.
 	Bytes int
 
 	// Pairs is the number of (account, segment) pairs held, with
-	// WithDimensions: an account active in two segments is two. PairSegments,
-	// PairSlots and PairBytes are Segments, Slots and Bytes for the segments'
+	// WithDimensions: an account active in two segments is two. PairShards,
+	// PairSlots and PairBytes are Shards, Slots and Bytes for the segments'
 	// sets (not included above); PairBytes also counts the values' names.
-	Pairs, PairSegments, PairSlots, PairBytes int
+	Pairs, PairShards, PairSlots, PairBytes int
 }
 
 // Stats returns the tracker's current Stats.
 func (t *Tracker) Stats() Stats {
 	var st Stats
-	st.Segments, st.Entries, st.Slots, st.Bytes = t.all.stats()
+	st.Shards, st.Entries, st.Slots, st.Bytes = t.all.stats()
 	for _, d := range t.dims {
 		vals, _ := d.snapshot()
 		for _, v := range vals {
 			segs, n, slots, bytes := v.set.stats()
-			st.PairSegments += segs
+			st.PairShards += segs
 			st.Pairs += n
 			st.PairSlots += slots
 			st.PairBytes += bytes + len(v.name) + valueBytes

@@ -124,10 +124,10 @@ func TestSlidingWindows(t *testing.T) {
 // CountsAt a year ahead, and SeenAt in the year 3000 (which must not keep an
 // account for centuries either).
 func TestTimeAheadOfClockDeletesNothing(t *testing.T) {
-	for _, segments := range []int{1, 256} {
-		t.Run(fmt.Sprint("segments=", segments), func(t *testing.T) {
+	for _, shards := range []int{1, 256} {
+		t.Run(fmt.Sprint("shards=", shards), func(t *testing.T) {
 			now := t0
-			tr := New(WithSegments(segments), fixed(&now))
+			tr := New(WithShards(shards), fixed(&now))
 			for i := range 1000 {
 				tr.SeenAt("old"+strconv.Itoa(i), now.Add(-156*time.Hour))
 			}
@@ -170,9 +170,9 @@ var farOff = []time.Time{
 func runAgainstModel(t *testing.T, seed uint64, steps int) {
 	r := rand.New(rand.NewPCG(seed, 99))
 	ret := time.Duration(1+r.IntN(200)) * time.Second
-	segments := []int{1, 2, 4, 64}[r.IntN(4)]
+	shards := []int{1, 2, 4, 64}[r.IntN(4)]
 	now := t0
-	tr := New(WithRetention(ret), WithSegments(segments), fixed(&now))
+	tr := New(WithRetention(ret), WithShards(shards), fixed(&now))
 	m := newModel(ret, &now)
 	users := 1 + r.IntN(3000)
 	windows := []time.Duration{0, time.Second, ret / 2, ret, ret + time.Second, 10 * ret, -time.Second, 1500 * time.Millisecond}
@@ -231,7 +231,7 @@ func FuzzAgainstModel(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		const ret = 20 * time.Second
 		now := t0
-		tr := New(WithRetention(ret), WithSegments(2), fixed(&now))
+		tr := New(WithRetention(ret), WithShards(2), fixed(&now))
 		m := newModel(ret, &now)
 		for _, op := range ops {
 			arg := int(op >> 3) // 0..31
@@ -306,9 +306,9 @@ func TestInvalidOptions(t *testing.T) {
 		opt  Option
 		want string
 	}{
-		{WithSegments(0), "WithSegments(0): the segment count must be between 1 and 65536"},
-		{WithSegments(-4), "WithSegments(-4)"},
-		{WithSegments(1<<16 + 1), "WithSegments(65537)"},
+		{WithShards(0), "WithShards(0): the shard count must be between 1 and 65536"},
+		{WithShards(-4), "WithShards(-4)"},
+		{WithShards(1<<16 + 1), "WithShards(65537)"},
 		{WithRetention(0), "WithRetention(0s): the retention must be between 1s and"},
 		{WithRetention(-time.Hour), "WithRetention(-1h0m0s)"},
 		{WithRetention(999 * time.Millisecond), "WithRetention(999ms)"},
@@ -323,18 +323,18 @@ func TestInvalidOptions(t *testing.T) {
 		require.IsType(t, "", msg, c.want)
 		assert.True(t, strings.HasPrefix(msg.(string), "activeusers.New: "+c.want), "got %q, want it to start %q", msg, c.want)
 	}
-	assert.PanicsWithValue(t, "activeusers.New: WithSegments(0): the segment count must be between 1 and 65536; WithClock(nil): the clock must be a non-nil function",
-		func() { New(WithSegments(0), WithClock(nil)) }, "every invalid option is named")
+	assert.PanicsWithValue(t, "activeusers.New: WithShards(0): the shard count must be between 1 and 65536; WithClock(nil): the clock must be a non-nil function",
+		func() { New(WithShards(0), WithClock(nil)) }, "every invalid option is named")
 }
 
 func TestOptionsApplied(t *testing.T) {
-	tr := New(WithSegments(5), WithRetention(90*time.Minute+500*time.Millisecond))
+	tr := New(WithShards(5), WithRetention(90*time.Minute+500*time.Millisecond))
 	defer tr.Close()
-	assert.Equal(t, 8, tr.Stats().Segments, "rounded up to a power of two")
+	assert.Equal(t, 8, tr.Stats().Shards, "rounded up to a power of two")
 	assert.Equal(t, 90*time.Minute, tr.Retention(), "truncated to whole seconds")
 	d := New()
 	defer d.Close()
-	assert.Equal(t, DefaultSegments, d.Stats().Segments)
+	assert.Equal(t, DefaultShards, d.Stats().Shards)
 	assert.Equal(t, DefaultRetention, d.Retention())
 }
 
@@ -375,7 +375,7 @@ func TestConcurrentCallsCountExactly(t *testing.T) {
 	now := t0
 	var mu sync.Mutex // guards now, read by the clock
 	clock := WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
-	tr := New(WithSegments(8), WithRetention(time.Hour), clock)
+	tr := New(WithShards(8), WithRetention(time.Hour), clock)
 	const workers, each, shared = 16, 2000, 500
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -508,10 +508,10 @@ func TestSeenAllocs(t *testing.T) {
 	}
 }
 
-// TestSegmentsStayBounded: as accounts arrive, segments split rather than
+// TestShardsStayBounded: as accounts arrive, shards split rather than
 // grow, so no table, and no piece of work under one lock, passes
 // table.MaxCapacity slots; the counts stay exact across the splits.
-func TestSegmentsStayBounded(t *testing.T) {
+func TestShardsStayBounded(t *testing.T) {
 	now := t0
 	tr := New(fixed(&now))
 	const n = 400_000
@@ -520,13 +520,13 @@ func TestSegmentsStayBounded(t *testing.T) {
 	}
 	require.Equal(t, []int{n}, tr.Counts(time.Hour))
 	st := tr.Stats()
-	assert.Greater(t, st.Segments, DefaultSegments, "full segments split")
+	assert.Greater(t, st.Shards, DefaultShards, "full shards split")
 	biggest := 0
-	tr.all.eachSegment(nil, nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
+	tr.all.eachShard(nil, nil, func(s *shard) { biggest = max(biggest, s.tab.Cap()) })
 	assert.LessOrEqual(t, biggest, table.MaxCapacity)
 	assert.Equal(t, n, st.Entries)
 	load := float64(st.Entries) / float64(st.Slots)
-	t.Logf("%d segments, largest table %d slots, load %.3f, %.1f bytes an account", st.Segments, biggest, load, float64(st.Bytes)/n)
+	t.Logf("%d shards, largest table %d slots, load %.3f, %.1f bytes an account", st.Shards, biggest, load, float64(st.Bytes)/n)
 	assert.GreaterOrEqual(t, load, 0.5)
 	assert.LessOrEqual(t, load, 0.8)
 }
@@ -541,7 +541,7 @@ func TestSeenIDIsSeenBytesOfTheBigEndianID(t *testing.T) {
 	assert.Equal(t, []int{2}, tr.Counts(time.Hour), "not the decimal string's")
 }
 
-// TestConcurrentGrowthLosesNothing: from one segment, goroutines insert
+// TestConcurrentGrowthLosesNothing: from one shard, goroutines insert
 // distinct accounts while others count and read Stats, so that splits race
 // each other, directory doublings and counting passes; afterwards every
 // account is held exactly once.
@@ -550,7 +550,7 @@ func TestConcurrentGrowthLosesNothing(t *testing.T) {
 	if table.RaceEnabled {
 		per = 10_000
 	}
-	tr := New(WithSegments(1))
+	tr := New(WithShards(1))
 	defer tr.Close()
 	var wg sync.WaitGroup
 	done := make(chan struct{})
@@ -582,8 +582,8 @@ func TestConcurrentGrowthLosesNothing(t *testing.T) {
 	assert.Equal(t, []int{n}, tr.Counts(time.Hour))
 	assert.Equal(t, n, tr.Len())
 	st := tr.Stats()
-	assert.Greater(t, st.Segments, 64, "it grew by splitting")
+	assert.Greater(t, st.Shards, 64, "it grew by splitting")
 	biggest := 0
-	tr.all.eachSegment(nil, nil, func(s *segment) { biggest = max(biggest, s.tab.Cap()) })
+	tr.all.eachShard(nil, nil, func(s *shard) { biggest = max(biggest, s.tab.Cap()) })
 	assert.LessOrEqual(t, biggest, table.MaxCapacity)
 }

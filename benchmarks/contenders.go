@@ -44,7 +44,7 @@ func contenders() []Contender {
 // withSegments is activeusers with n segments, named for it.
 func withSegments(n int) Contender {
 	return Contender{fmt.Sprintf("activeusers/segments=%d", n), func() Tracker {
-		return activeusers.New(activeusers.WithSegments(n), activeusers.WithRetention(retention))
+		return activeusers.New(activeusers.WithShards(n), activeusers.WithRetention(retention))
 	}}
 }
 

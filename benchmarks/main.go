@@ -354,9 +354,9 @@ func run(o options, w io.Writer) error {
 			}
 			if run == 1 && best == 0 {
 				best = bestSegments(col, o.segmentSweep)
-				progress("best segment count: %d (default %d)", best, activeusers.DefaultSegments)
+				progress("best segment count: %d (default %d)", best, activeusers.DefaultShards)
 			}
-			if run == 1 && best != activeusers.DefaultSegments && best > 0 {
+			if run == 1 && best != activeusers.DefaultShards && best > 0 {
 				cs = slices.Insert(cs, 1, withSegments(best))
 			}
 		}
@@ -473,7 +473,7 @@ func run(o options, w io.Writer) error {
 	}
 	printTable(w, o, results)
 	if best > 0 {
-		fmt.Fprintf(w, "best segment count for Seen of returning users: %d (default %d)\n", best, activeusers.DefaultSegments)
+		fmt.Fprintf(w, "best segment count for Seen of returning users: %d (default %d)\n", best, activeusers.DefaultShards)
 	}
 	return nil
 }

@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// BenchmarkCount counts one full table, as a Counts pass does segment by
-// segment.
+// BenchmarkCount counts one full table, as a Counts pass does shard by
+// shard.
 func BenchmarkCount(b *testing.B) {
 	mix := NewMixer(1, 2)
 	tb := New(mix, 0)

@@ -1,4 +1,4 @@
-// Package table is the flat, pointer-free hash table behind each segment of a
+// Package table is the flat, pointer-free hash table behind each shard of a
 // tracker: 64-bit keys mapped to 32-bit Unix seconds, open addressing with
 // linear probing, at most MaxCapacity slots.
 //
@@ -56,7 +56,7 @@ const (
 	// 1024 slots (12 KiB, a few microseconds). A tracker grows by splitting full
 	// tables rather than by enlarging them, so no lock is ever held for work
 	// proportional to the number of users, at a million users or a billion.
-	// Smaller tables would mean more segments (each a lock and a table's
+	// Smaller tables would mean more shards (each a lock and a table's
 	// header, 128 bytes: 0.2 bytes an account at this size) and more
 	// directory, and made the growth tail no shorter when measured
 	// (docs/design.md).
@@ -94,7 +94,7 @@ const SlotBytes = 12
 
 // Mixer turns a stored key into a placement hash with per-tracker secret seeds,
 // so that uids chosen by an attacker (who can compute the unseeded xxhash) cannot
-// be steered into one segment or one probe chain. The stored key stays the plain
+// be steered into one shard or one probe chain. The stored key stays the plain
 // hash, so snapshots and other instances agree on it.
 type Mixer struct{ s0, s1 uint64 }
 
@@ -106,8 +106,8 @@ func NewMixer(s0, s1 uint64) Mixer {
 
 // Mix is a seeded 64×64→128-bit multiply folded to 64 bits (wyhash's "mum"),
 // followed by murmur3's finaliser so that every output bit depends on every
-// input bit even for small keys. Segments take the low bits of the result,
-// slots the high bits. About 2 ns.
+// input bit even for small keys. Shards take the low bits of the result,
+// slots the high bits.
 func (m Mixer) Mix(key uint64) uint64 {
 	hi, lo := bits.Mul64(key^m.s0, m.s1)
 	x := hi ^ lo
@@ -181,7 +181,7 @@ type Table struct {
 
 // Init makes t, a zero Table no other goroutine can see yet, empty with
 // room for capacity entries at the target load (at most MaxCapacity slots).
-// A Table is held inside another struct, as a segment holds its own: one
+// A Table is held inside another struct, as a shard holds its own: one
 // pointer fewer to follow, and so one cache miss fewer, on the way to a
 // slot.
 func (t *Table) Init(mix Mixer, capacity int) {
@@ -739,7 +739,7 @@ func (t *Table) Split(b uint, zero, one *Table) {
 // each in a growing tracker, whose pages are often fresh from the OS and
 // fault in as the copy writes them. Allocated under the owner's lock, most
 // took a few microseconds, but hundreds in a 10M-account growth took over
-// 50 (docs/design.md, "The growth tail"), and every insert into the segment
+// 50 (docs/design.md, "The growth tail"), and every insert into the shard
 // waited for them. So a table close to its next rebuild or split asks for
 // the arrays it will need (Spares); the goroutine whose insert asked makes
 // them after unlocking (MakeSpares) and hands them over under the lock
@@ -750,7 +750,7 @@ const (
 	// spareAhead is how many inserts before its next rebuild or split a
 	// table asks for spares. The spares are made within microseconds; at
 	// the insert rates measured (2M new accounts a second over a thousand
-	// segments or more) a segment sees that many inserts in milliseconds.
+	// shards or more) a shard sees that many inserts in milliseconds.
 	// Few, so that few tables hold spares at once: they are memory not yet
 	// holding accounts (12 KiB for a rebuild to MaxCapacity, about 16 KiB
 	// for a split's halves), held by about 1 table in 50 in a steady growth

@@ -9,7 +9,7 @@ import (
 )
 
 // New returns a table of its own, initialised by Init (tests only: a
-// tracker's tables live inside their segments).
+// tracker's tables live inside their shards).
 func New(mix Mixer, capacity int) *Table {
 	t := new(Table)
 	t.Init(mix, capacity)

@@ -10,69 +10,69 @@ import (
 	"github.com/activeusers/activeusers/internal/table"
 )
 
-// A tracker's accounts live in segments: one lock and one table of at most
+// A tracker's accounts live in shards: one lock and one table of at most
 // table.MaxCapacity slots each. A directory indexed by the low bits of an
 // account's mixed hash points to them (extendible hashing, as in Go's own
-// maps): when a segment fills up it splits in two by one more bit, and the
-// directory doubles when a segment is as deep as it is. So the number of locks
-// grows with the accounts, and no lock is ever held for more than one segment's
+// maps): when a shard fills up it splits in two by one more bit, and the
+// directory doubles when a shard is as deep as it is. So the number of locks
+// grows with the accounts, and no lock is ever held for more than one shard's
 // work. docs/design.md gives the reasoning and the sizes.
 
-// segment is one lock and the table it guards, in one object: a Seen
-// follows the directory's pointer to the segment and finds the table's
+// shard is one lock and the table it guards, in one object: a Seen
+// follows the directory's pointer to the shard and finds the table's
 // version and array pointer there, one cache miss where a pointer to a table
-// of its own was two. At 10M accounts the segments' and tables' headers are
+// of its own was two. At 10M accounts the shards' and tables' headers are
 // megabytes, mostly out of cache, and every miss on the way to a slot waits
 // for the one before.
-type segment struct {
+type shard struct {
 	// tab comes first, so that its header (64 bytes, one cache line: see
-	// table.Table) fills the segment's first line; Touch reads only that.
+	// table.Table) fills the shard's first line; Touch reads only that.
 	tab   table.Table
 	mu    sync.Mutex
 	low   uint64 // the low depth bits shared by every key's mixed hash here
-	depth uint   // how many low bits the segment is selected by
+	depth uint   // how many low bits the shard is selected by
 	dead  bool   // split: look the key up again (read and written under mu)
 }
 
-// paddedSegment rounds a segment up to two 64-byte cache lines (Go's
+// paddedShard rounds a shard up to two 64-byte cache lines (Go's
 // allocator aligns 128-byte objects to 128 bytes), so that the table's
-// header is one line and no two segments share one (false sharing between
+// header is one line and no two shards share one (false sharing between
 // their locks).
-type paddedSegment struct {
-	segment
-	_ [128 - unsafe.Sizeof(segment{})%128]byte
+type paddedShard struct {
+	shard
+	_ [128 - unsafe.Sizeof(shard{})%128]byte
 }
 
-// segmentBytes is a segment's footprint with its table's header, for Stats.
-const segmentBytes = int(unsafe.Sizeof(paddedSegment{}))
+// shardBytes is a shard's footprint with its table's header, for Stats.
+const shardBytes = int(unsafe.Sizeof(paddedShard{}))
 
-// newSegment returns a segment with a zero table, for the caller to
+// newShard returns a shard with a zero table, for the caller to
 // initialise before publishing it.
-func newSegment(low uint64, depth uint) *segment {
-	p := &paddedSegment{segment: segment{low: low, depth: depth}}
-	return &p.segment
+func newShard(low uint64, depth uint) *shard {
+	p := &paddedShard{shard: shard{low: low, depth: depth}}
+	return &p.shard
 }
 
 // set is a set of 64-bit keys, each with the last second it was seen at,
-// held in segments under a directory. A tracker has one for its accounts and,
+// held in shards under a directory. A tracker has one for its accounts and,
 // with WithDimensions, one for each segment's accounts. Seen never takes
 // a lock of the set's own: it reads the directory atomically and locks at
-// most one segment.
+// most one shard.
 type set struct {
 	dir     atomic.Pointer[directory]
 	growing atomic.Bool // a doubling of the directory is under way; Seen never looks
 	mix     table.Mixer
 }
 
-// newSet returns an empty set of segments segments (a power of two).
-func newSet(mix table.Mixer, segments int) *set {
-	depth := uint(bits.Len(uint(segments - 1)))
+// newSet returns an empty set of shards shards (a power of two).
+func newSet(mix table.Mixer, shards int) *set {
+	depth := uint(bits.Len(uint(shards - 1)))
 	st := &set{mix: mix}
-	d := &directory{depth: depth, segs: make([]atomic.Pointer[segment], 1<<depth)}
-	for i := range d.segs {
-		s := newSegment(uint64(i), depth)
+	d := &directory{depth: depth, shards: make([]atomic.Pointer[shard], 1<<depth)}
+	for i := range d.shards {
+		s := newShard(uint64(i), depth)
 		s.tab.Init(mix, 0)
-		d.segs[i].Store(s)
+		d.shards[i].Store(s)
 	}
 	st.dir.Store(d)
 	return st
@@ -89,7 +89,7 @@ func (st *set) place(h uint64) (key, m uint64) {
 
 // record stores key as seen at sec, deleting on the way only entries older
 // than cutoff (see place for a key of 0). A key already held takes no lock
-// (Touch); a new one locks its segment, splits it if it is full, and makes
+// (Touch); a new one locks its shard, splits it if it is full, and makes
 // the spare arrays its table asks for (makeSpares).
 func (st *set) record(key uint64, sec, cutoff uint32) {
 	key, m := st.place(key)
@@ -97,7 +97,7 @@ func (st *set) record(key uint64, sec, cutoff uint32) {
 		return
 	}
 	for {
-		s := st.segmentFor(m)
+		s := st.shardFor(m)
 		out := s.tab.Record(key, m, sec, cutoff)
 		var req table.SpareRequest
 		if out == table.Inserted {
@@ -122,7 +122,7 @@ func (st *set) record(key uint64, sec, cutoff uint32) {
 // allocated before (the debt a pinned goroutine defers), which made this
 // call one of the slowest (p99.99 growing to 10M 157–721 µs against
 // 104–223 with the allocations under the lock).
-func (st *set) makeSpares(s *segment, req table.SpareRequest) {
+func (st *set) makeSpares(s *shard, req table.SpareRequest) {
 	procPin()
 	sp := s.tab.MakeSpares(req, s.depth)
 	procUnpin()
@@ -143,7 +143,7 @@ func (st *set) prefetch(key uint64) {
 // deletes entries older than cutoff on the way.
 func (st *set) counts(since []uint32, idx []int, n int, cutoff uint32) []int {
 	got := make([]int, len(since))
-	st.eachSegment(nil, prefetchTimes, func(s *segment) { s.tab.CountAndPrune(cutoff, since, got) })
+	st.eachShard(nil, prefetchTimes, func(s *shard) { s.tab.CountAndPrune(cutoff, since, got) })
 	counts := make([]int, n)
 	for k, i := range idx {
 		counts[i] = got[k]
@@ -151,39 +151,39 @@ func (st *set) counts(since []uint32, idx []int, n int, cutoff uint32) []int {
 	return counts
 }
 
-// stats counts the segments, entries and slots, and the heap of the set's
-// tables (with their spare arrays), segments and directory.
-func (st *set) stats() (segments, entries, slots, bytes int) {
+// stats counts the shards, entries and slots, and the heap of the set's
+// tables (with their spare arrays), shards and directory.
+func (st *set) stats() (shards, entries, slots, bytes int) {
 	spare := 0
-	st.eachSegment(nil, nil, func(s *segment) {
-		segments++
+	st.eachShard(nil, nil, func(s *shard) {
+		shards++
 		entries += s.tab.Len()
 		slots += s.tab.Cap()
 		spare += s.tab.SpareCap()
 	})
-	return segments, entries, slots, (slots+spare)*table.SlotBytes + segments*segmentBytes + len(st.dir.Load().segs)*8
+	return shards, entries, slots, (slots+spare)*table.SlotBytes + shards*shardBytes + len(st.dir.Load().shards)*8
 }
 
-// directory maps the low bits of a mixed hash to its segment. It is replaced
-// whole when it doubles; its entries change in place when a segment splits.
+// directory maps the low bits of a mixed hash to its shard. It is replaced
+// whole when it doubles; its entries change in place when a shard splits.
 type directory struct {
 	depth uint
-	segs  []atomic.Pointer[segment]
-	// frozen is set once a doubling has begun to copy segs: a split that
+	shards []atomic.Pointer[shard]
+	// frozen is set once a doubling has begun to copy shards: a split that
 	// points entries here and then finds it set must point the same entries
 	// of the doubled directory too, once it is published.
 	frozen atomic.Bool
 }
 
-func (d *directory) lookup(m uint64) *segment {
-	return d.segs[m&(uint64(len(d.segs))-1)].Load()
+func (d *directory) lookup(m uint64) *shard {
+	return d.shards[m&(uint64(len(d.shards))-1)].Load()
 }
 
-// doubled returns a directory one bit deeper pointing to the same segments.
+// doubled returns a directory one bit deeper pointing to the same shards.
 func (d *directory) doubled() *directory {
-	nd := &directory{depth: d.depth + 1, segs: make([]atomic.Pointer[segment], 2*len(d.segs))}
-	for i := range nd.segs {
-		nd.segs[i].Store(d.segs[i&(len(d.segs)-1)].Load())
+	nd := &directory{depth: d.depth + 1, shards: make([]atomic.Pointer[shard], 2*len(d.shards))}
+	for i := range nd.shards {
+		nd.shards[i].Store(d.shards[i&(len(d.shards)-1)].Load())
 	}
 	return nd
 }
@@ -192,7 +192,7 @@ func (d *directory) doubled() *directory {
 // than cores, a goroutine that finds a lock held and parks waits for its turn
 // behind every runnable goroutine — milliseconds — however briefly the lock is
 // held; sync.Mutex spins only while no other goroutine is runnable. Holds here
-// are bounded and short (an insert, or at most one segment's rebuild or split,
+// are bounded and short (an insert, or at most one shard's rebuild or split,
 // ~10 µs), so spinning for a little longer than the longest of them avoids
 // parking whenever the holder is running; if it was descheduled, the spin
 // costs that much and the goroutine parks as before.
@@ -213,24 +213,24 @@ func lockSpinning(mu *sync.Mutex) {
 	mu.Lock()
 }
 
-// lock takes the segment's lock and pins the goroutine to its P until
+// lock takes the shard's lock and pins the goroutine to its P until
 // unlock: while pinned, the scheduler never preempts it (nor does the GC make
 // it assist or start a cycle). So a holder is never descheduled while others
 // wait for it — the waits that made the growth tail: with more goroutines
 // than cores, a holder preempted mid-insert stayed off its core for tens of
-// milliseconds, and every insert into its segment waited (docs/design.md).
+// milliseconds, and every insert into its shard waited (docs/design.md).
 // Holds are bounded (at most one table of 1024 slots) and never block, as a
 // pinned goroutine must not; the only waits inside one are spins for another
-// pinned goroutine (double). Every hold of a segment's lock goes through
+// pinned goroutine (double). Every hold of a shard's lock goes through
 // lock and unlock.
-func (s *segment) lock() {
+func (s *shard) lock() {
 	lockSpinning(&s.mu)
 	procPin()
 }
 
 // unlock releases the lock, then unpins: releasing first, a pinned
 // goroutine is never preempted holding it.
-func (s *segment) unlock() {
+func (s *shard) unlock() {
 	s.mu.Unlock()
 	procUnpin()
 }
@@ -254,9 +254,9 @@ const (
 	spinFor   = 25 * time.Microsecond
 )
 
-// segmentFor returns the live segment holding keys whose mixed hash is m,
+// shardFor returns the live shard holding keys whose mixed hash is m,
 // locked (see lock).
-func (st *set) segmentFor(m uint64) *segment {
+func (st *set) shardFor(m uint64) *shard {
 	for {
 		s := st.dir.Load().lookup(m)
 		s.lock()
@@ -267,14 +267,14 @@ func (st *set) segmentFor(m uint64) *segment {
 	}
 }
 
-// split replaces s, whose table is full, by two segments one bit deeper,
+// split replaces s, whose table is full, by two shards one bit deeper,
 // doubling the directory first if s is as deep as it. Splits of different
-// segments run at once: they change disjoint directory entries, and no lock
+// shards run at once: they change disjoint directory entries, and no lock
 // but s's is held while they do. A doubling runs beside them too: it marks
 // the directory frozen before copying it, and a split that finds the mark
 // after pointing its entries points them again in the copy. Seen takes no
 // lock of the directory's.
-func (st *set) split(s *segment) {
+func (st *set) split(s *shard) {
 	// s.depth never changes, and the directory only deepens.
 	if s.depth == st.dir.Load().depth {
 		st.double(s.depth)
@@ -284,18 +284,18 @@ func (st *set) split(s *segment) {
 		s.unlock()
 		return
 	}
-	s0 := newSegment(s.low, s.depth+1)
-	s1 := newSegment(s.low|1<<s.depth, s.depth+1)
+	s0 := newShard(s.low, s.depth+1)
+	s1 := newShard(s.low|1<<s.depth, s.depth+1)
 	s.tab.Split(s.depth, &s0.tab, &s1.tab)
 	d := st.dir.Load()
 	for {
 		// Point every directory entry of s at its half: the entries i with
 		// i ≡ s.low (mod 2^depth), 2^(D-depth) of them.
-		for i := s.low; i < uint64(len(d.segs)); i += 1 << s.depth {
+		for i := s.low; i < uint64(len(d.shards)); i += 1 << s.depth {
 			if i>>s.depth&1 == 0 {
-				d.segs[i].Store(s0)
+				d.shards[i].Store(s0)
 			} else {
-				d.segs[i].Store(s1)
+				d.shards[i].Store(s1)
 			}
 		}
 		// Not frozen after those stores: a doubling's copy, if one begins,
@@ -336,23 +336,23 @@ func (st *set) double(depth uint) {
 	}
 }
 
-// eachSegment calls fn with every live segment locked, one at a time — the
+// eachShard calls fn with every live shard locked, one at a time — the
 // only lock it holds — after calling prepare (if not nil) with none held, and
-// ahead (if not nil) with the segment that comes next, which it does not
+// ahead (if not nil) with the shard that comes next, which it does not
 // lock (the current one is held meanwhile): a pass that reads every slot
 // starts the next table on its way from memory there. Every
-// account is in exactly one segment fn sees, however segments split meanwhile:
+// account is in exactly one shard fn sees, however shards split meanwhile:
 // it walks the hash space in order of the bit-reversed mixed hash, in which a
-// segment's accounts are one contiguous range and a split divides that range
-// in two, so a segment seen whole is never seen again in part, and one not
+// shard's accounts are one contiguous range and a split divides that range
+// in two, so a shard seen whole is never seen again in part, and one not
 // seen yet is seen whole or in its halves.
-func (st *set) eachSegment(prepare func(), ahead func(*segment), fn func(*segment)) {
+func (st *set) eachShard(prepare func(), ahead func(*shard), fn func(*shard)) {
 	var pos uint64 // the bit-reversed start of the range not walked yet
 	for {
 		if prepare != nil {
 			prepare()
 		}
-		s := st.segmentFor(bits.Reverse64(pos))
+		s := st.shardFor(bits.Reverse64(pos))
 		step := uint64(1) << (64 - s.depth)
 		next := pos&^(step-1) + step
 		if ahead != nil && next != 0 {
@@ -367,6 +367,6 @@ func (st *set) eachSegment(prepare func(), ahead func(*segment), fn func(*segmen
 	}
 }
 
-// prefetchTimes is eachSegment's ahead for passes that read every slot's
+// prefetchTimes is eachShard's ahead for passes that read every slot's
 // time (see table.Table.PrefetchTimes).
-func prefetchTimes(s *segment) { s.tab.PrefetchTimes() }
+func prefetchTimes(s *shard) { s.tab.PrefetchTimes() }

@@ -17,12 +17,12 @@ import (
 // doubling, step by step: the doubling freezes the directory and copies it
 // before the split points its entries at the halves; the split must then
 // point the same entries of the copy once it is published, or lookups would
-// find the retired segment there for ever.
+// find the retired shard there for ever.
 func TestSplitDuringDoublingPointsTheCopy(t *testing.T) {
-	st := newSet(table.NewMixer(1, 2), 2) // depth 1: segments 0 and 1
-	st.dir.Store(st.dir.Load().doubled()) // depth 2, the segments still depth 1
+	st := newSet(table.NewMixer(1, 2), 2) // depth 1: shards 0 and 1
+	st.dir.Store(st.dir.Load().doubled()) // depth 2, the shards still depth 1
 	d := st.dir.Load()
-	s := d.segs[0].Load()
+	s := d.shards[0].Load()
 	require.Equal(t, uint(1), s.depth)
 
 	// This goroutine is the doubler from here to the publication, pinned as
@@ -52,7 +52,7 @@ func TestSplitDuringDoublingPointsTheCopy(t *testing.T) {
 	// finish.
 	early := false
 	for start := time.Now(); !early && time.Since(start) < 5*time.Second; {
-		if time.Since(start) > 50*time.Millisecond && d.segs[0].Load() != s {
+		if time.Since(start) > 50*time.Millisecond && d.shards[0].Load() != s {
 			break
 		}
 		select { // never blocks: a pinned goroutine must not
@@ -61,18 +61,18 @@ func TestSplitDuringDoublingPointsTheCopy(t *testing.T) {
 		default:
 		}
 	}
-	reached := d.segs[0].Load() != s
+	reached := d.shards[0].Load() != s
 	st.dir.Store(copied) // the doubling publishes its copy
 	procUnpin()
 	require.False(t, early, "the split finished before the doubled directory was published")
 	require.True(t, reached, "the split did not point the old directory within 5 s")
 	<-done
 	require.True(t, s.dead)
-	for i := range copied.segs {
-		assert.NotSame(t, s, copied.segs[i].Load(), "entry %d of the copy still points at the retired segment", i)
+	for i := range copied.shards {
+		assert.NotSame(t, s, copied.shards[i].Load(), "entry %d of the copy still points at the retired shard", i)
 	}
-	for i := range d.segs {
-		assert.NotSame(t, s, d.segs[i].Load(), "entry %d of the old directory", i)
+	for i := range d.shards {
+		assert.NotSame(t, s, d.shards[i].Load(), "entry %d of the old directory", i)
 	}
 }
 
@@ -81,7 +81,7 @@ func TestSplitDuringDoublingPointsTheCopy(t *testing.T) {
 // table and counted in the set's bytes until the rebuild uses it.
 func TestStatsCountSpareArrays(t *testing.T) {
 	st := newSet(table.NewMixer(3, 4), 1)
-	s := st.dir.Load().segs[0].Load()
+	s := st.dir.Load().shards[0].Load()
 	const sec, cutoff = 100, 50
 	key := uint64(0)
 	for s.tab.SpareCap() == 0 {
@@ -92,7 +92,7 @@ func TestStatsCountSpareArrays(t *testing.T) {
 	_, entries, slots, bytes := st.stats()
 	spare := s.tab.SpareCap()
 	assert.Equal(t, int(key), entries)
-	assert.Equal(t, (slots+spare)*table.SlotBytes+segmentBytes+8, bytes)
+	assert.Equal(t, (slots+spare)*table.SlotBytes+shardBytes+8, bytes)
 	// The rebuild takes it: no spare is left, and the table has its size.
 	for cap0 := s.tab.Cap(); s.tab.Cap() == cap0; {
 		key++
@@ -102,17 +102,17 @@ func TestStatsCountSpareArrays(t *testing.T) {
 	assert.Equal(t, 0, s.tab.SpareCap())
 }
 
-// TestSegmentHoldsItsTableHeaderInItsFirstLine: a segment is two cache
+// TestShardHoldsItsTableHeaderInItsFirstLine: a shard is two cache
 // lines, and its table's header is the first, so the directory's pointer
 // leads a lookup straight to the table's version and array.
-func TestSegmentHoldsItsTableHeaderInItsFirstLine(t *testing.T) {
-	var s paddedSegment
-	assert.Equal(t, uintptr(128), unsafe.Sizeof(s), "a segment is two cache lines")
+func TestShardHoldsItsTableHeaderInItsFirstLine(t *testing.T) {
+	var s paddedShard
+	assert.Equal(t, uintptr(128), unsafe.Sizeof(s), "a shard is two cache lines")
 	assert.Zero(t, unsafe.Offsetof(s.tab))
 	assert.LessOrEqual(t, unsafe.Sizeof(s.tab), uintptr(64), "the table's header fits one line")
 	st := newSet(table.NewMixer(1, 2), 64)
-	for i := range st.dir.Load().segs {
-		p := uintptr(unsafe.Pointer(st.dir.Load().segs[i].Load()))
-		assert.Zero(t, p%128, "segment %d does not start a 128-byte line pair", i)
+	for i := range st.dir.Load().shards {
+		p := uintptr(unsafe.Pointer(st.dir.Load().shards[i].Load()))
+		assert.Zero(t, p%128, "shard %d does not start a 128-byte line pair", i)
 	}
 }
