@@ -28,8 +28,8 @@ func charts(procs int) []chart {
 	return []chart{
 		{file: "seen-goroutines.svg", title: "Seen of returning users, by goroutines per core", x: "goroutines per GOMAXPROCS (log)",
 			y: "ns per Seen (log)", group: fmt.Sprintf("goroutines-procs%d", procs), logX: true, logY: true, xTicks: []float64{1, 4, 16, 64}, xLabel: pow},
-		{file: "seen-segments.svg", title: "activeusers Seen by segment count (tuning)", x: "initial segments (log)",
-			y: "ns per Seen", group: "segments-*", logX: true, xTicks: []float64{1, 4, 16, 64, 256}, xLabel: pow},
+		{file: "seen-shards.svg", title: "activeusers Seen by shard count (tuning)", x: "initial shards (log)",
+			y: "ns per Seen", group: "shards-*", logX: true, xTicks: []float64{1, 4, 16, 64, 256}, xLabel: pow},
 		{file: "heap-users.svg", title: "Heap kept per user, after the callers' uid strings are gone", x: "users (log)",
 			y: "bytes per user (log)", group: "heap", logX: true, logY: true, xTicks: []float64{1e5, 1e6, 1e7}, xLabel: func(v float64) string { return human(int(v)) }},
 		{file: "seen-latency.svg", title: "One Seen call while Counts runs every 100 ms", x: "percentile",
@@ -53,8 +53,8 @@ func writeCharts(dir string, results []Result) error {
 			}
 			name := r.Contender
 			switch c.group {
-			case "segments-*":
-				name = map[string]string{"segments-returning": "returning users", "segments-new": "new users"}[r.Group]
+			case "shards-*":
+				name = map[string]string{"shards-returning": "returning users", "shards-new": "new users"}[r.Group]
 			case "tail-*":
 				name += map[string]string{"tail-returning": ", returning", "tail-growing": ", growing"}[r.Group]
 			}

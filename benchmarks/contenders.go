@@ -41,9 +41,9 @@ func contenders() []Contender {
 	}
 }
 
-// withSegments is activeusers with n segments, named for it.
-func withSegments(n int) Contender {
-	return Contender{fmt.Sprintf("activeusers/segments=%d", n), func() Tracker {
+// withShards is activeusers with n shards, named for it.
+func withShards(n int) Contender {
+	return Contender{fmt.Sprintf("activeusers/shards=%d", n), func() Tracker {
 		return activeusers.New(activeusers.WithShards(n), activeusers.WithRetention(retention))
 	}}
 }

@@ -16,7 +16,7 @@ import (
 // Every contender that can count must count the same: a benchmark of a wrong
 // tracker proves nothing.
 func TestContendersCount(t *testing.T) {
-	for _, c := range append(contenders(), withSegments(4)) {
+	for _, c := range append(contenders(), withShards(4)) {
 		t.Run(c.Name, func(t *testing.T) {
 			tr := c.New()
 			defer tr.Close()
@@ -71,17 +71,17 @@ func TestProgramRunsEndToEnd(t *testing.T) {
 	charts := t.TempDir()
 	args := []string{"-runs", "1", "-benchtime", "10ms", "-users", "20000,40000", "-latency-users", "20000", "-latency-time", "100ms",
 		"-tail-users", "20000", "-tail-grow", "40000", "-tail-calls", "40000", "-new-users", "20000",
-		"-goroutines", "1,16", "-segment-sweep", "4,16", "-contenders", "activeusers,mutexmap,xsync"}
+		"-goroutines", "1,16", "-shard-sweep", "4,16", "-contenders", "activeusers,mutexmap,xsync"}
 	o, err := parseFlags(append(args, "-charts", charts))
 	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, run(o, &out))
 	for _, want := range []string{"Seen, returning users, 16 goroutines a core", "Counts, 20k users", "heap per user, 40k users",
-		"p99.9", "vs mutexmap", "activeusers", "xsync", "Seen, returning users, 4 segments", "best segment count",
+		"p99.9", "vs mutexmap", "activeusers", "xsync", "Seen, returning users, 4 shards", "best shard count",
 		"Seen closed loop, 20k returning users, p99.99", "Seen closed loop, growing to 40k new users, max"} {
 		assert.Contains(t, out.String(), want)
 	}
-	for _, f := range []string{"seen-goroutines.svg", "seen-segments.svg", "heap-users.svg", "seen-latency.svg", "seen-tail.svg"} {
+	for _, f := range []string{"seen-goroutines.svg", "seen-shards.svg", "heap-users.svg", "seen-latency.svg", "seen-tail.svg"} {
 		b, err := os.ReadFile(filepath.Join(charts, f))
 		require.NoError(t, err, f)
 		assert.Contains(t, string(b), "<svg", f)

@@ -28,28 +28,28 @@ import (
 )
 
 type options struct {
-	retention    time.Duration
-	quick        bool
-	parallel     []int
-	segmentSweep []int
-	charts       string
-	runs         int
-	benchtime    time.Duration
-	sizes        []int
-	latUsers     int
-	latDur       time.Duration
-	tailUsers    int // returning users held for the closed-loop tail
-	tailGrow     int // new users the growing closed-loop tail ends at
-	newUsers     int // inserts timed by each new-user Seen measurement
-	tailCalls    int
-	procs        []int
-	contenders   map[string]bool
-	bestSegments int
-	jsonOut      bool
-	benchOut     string
-	seenUsers    int
-	scrapeEvery  time.Duration
-	perMilli     int
+	retention   time.Duration
+	quick       bool
+	parallel    []int
+	shardSweep  []int
+	charts      string
+	runs        int
+	benchtime   time.Duration
+	sizes       []int
+	latUsers    int
+	latDur      time.Duration
+	tailUsers   int // returning users held for the closed-loop tail
+	tailGrow    int // new users the growing closed-loop tail ends at
+	newUsers    int // inserts timed by each new-user Seen measurement
+	tailCalls   int
+	procs       []int
+	contenders  map[string]bool
+	bestShards  int
+	jsonOut     bool
+	benchOut    string
+	seenUsers   int
+	scrapeEvery time.Duration
+	perMilli    int
 }
 
 func parseFlags(args []string) (options, error) {
@@ -68,9 +68,9 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.tailCalls, "tail-calls", 0, "timed calls of the returning closed-loop tail (default 10000000, quick 1000000)")
 	fs.StringVar(&procs, "procs", "", "comma-separated GOMAXPROCS values for the Seen rows (default: the current one)")
 	fs.StringVar(&names, "contenders", "", "comma-separated contenders to run (default all: activeusers,activeusers+plan,activeusers+plan+platform,mutexmap,syncmap,xsync,floor)")
-	fs.IntVar(&o.bestSegments, "segments", 0, "also run activeusers with this segment count (default: the best of -segment-sweep, if not the default)")
+	fs.IntVar(&o.bestShards, "shards", 0, "also run activeusers with this shard count (default: the best of -shard-sweep, if not the default)")
 	fs.StringVar(&parallel, "goroutines", "", "comma-separated goroutines per GOMAXPROCS for the Seen sweep (default 1,4,16,64; quick 16)")
-	fs.StringVar(&sweep, "segment-sweep", "", "comma-separated segment counts to measure Seen at (default 1,4,16,64,256; quick 4,64)")
+	fs.StringVar(&sweep, "shard-sweep", "", "comma-separated shard counts to measure Seen at (default 1,4,16,64,256; quick 4,64)")
 	fs.StringVar(&o.charts, "charts", "", "write SVG charts into this folder (default docs in a full run, none with -quick)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of the table")
 	fs.DurationVar(&o.retention, "retention", 7*24*time.Hour, "activeusers' retention, and the longest window every Counts asks for (720h for MAU)")
@@ -121,8 +121,8 @@ func parseFlags(args []string) (options, error) {
 	if sweep == "" {
 		sweep = map[bool]string{false: "1,4,16,64,256", true: "4,64"}[o.quick]
 	}
-	if o.segmentSweep, err = intList(sweep); err != nil {
-		return o, fmt.Errorf("-segment-sweep: %w", err)
+	if o.shardSweep, err = intList(sweep); err != nil {
+		return o, fmt.Errorf("-shard-sweep: %w", err)
 	}
 	if o.charts == "" && !o.quick {
 		o.charts = "docs"
@@ -139,8 +139,8 @@ func parseFlags(args []string) (options, error) {
 			o.contenders[strings.TrimSpace(n)] = true
 		}
 	}
-	if o.runs < 1 || o.latUsers < 1 || o.newUsers < 1 || o.bestSegments < 0 {
-		return o, fmt.Errorf("-runs, -latency-users, -new-users and -segments must be positive")
+	if o.runs < 1 || o.latUsers < 1 || o.newUsers < 1 || o.bestShards < 0 {
+		return o, fmt.Errorf("-runs, -latency-users, -new-users and -shards must be positive")
 	}
 	return o, nil
 }
@@ -336,28 +336,28 @@ func run(o options, w io.Writer) error {
 	}
 	start := time.Now()
 	defaultProcs := runtime.GOMAXPROCS(0)
-	best := o.bestSegments
+	best := o.bestShards
 	for run := 1; run <= o.runs; run++ {
-		// The segment sweep: the tuning guide's data, and the best count.
+		// The shard sweep: the tuning guide's data, and the best count.
 		if o.contenders == nil || o.contenders["activeusers"] {
-			for _, n := range o.segmentSweep {
-				c := withSegments(n)
-				progress("run %d/%d  segment sweep: %d segments", run, o.runs, n)
+			for _, n := range o.shardSweep {
+				c := withShards(n)
+				progress("run %d/%d  shard sweep: %d shards", run, o.runs, n)
 				tr := filled(c, o.seenUsers)
 				r := testing.Benchmark(func(b *testing.B) { SeenReturning(b, tr, o.seenUsers, 16) })
 				tr.Close()
-				col.add(fmt.Sprintf("Seen, returning users, %d segments", n), "ns/op", "activeusers", nsPerOp(r), at{"segments-returning", float64(n)})
-				col.benchLine(fmt.Sprintf("Seen/returning/segments=%d/impl=activeusers", n), r)
+				col.add(fmt.Sprintf("Seen, returning users, %d shards", n), "ns/op", "activeusers", nsPerOp(r), at{"shards-returning", float64(n)})
+				col.benchLine(fmt.Sprintf("Seen/returning/shards=%d/impl=activeusers", n), r)
 				r = timedInserts(o, func(b *testing.B) { SeenNew(b, c) })
-				col.add(fmt.Sprintf("Seen, new users, %d segments", n), "ns/op", "activeusers", nsPerOp(r), at{"segments-new", float64(n)})
-				col.benchLine(fmt.Sprintf("Seen/new/segments=%d/impl=activeusers", n), r)
+				col.add(fmt.Sprintf("Seen, new users, %d shards", n), "ns/op", "activeusers", nsPerOp(r), at{"shards-new", float64(n)})
+				col.benchLine(fmt.Sprintf("Seen/new/shards=%d/impl=activeusers", n), r)
 			}
 			if run == 1 && best == 0 {
-				best = bestSegments(col, o.segmentSweep)
-				progress("best segment count: %d (default %d)", best, activeusers.DefaultShards)
+				best = bestShards(col, o.shardSweep)
+				progress("best shard count: %d (default %d)", best, activeusers.DefaultShards)
 			}
 			if run == 1 && best != activeusers.DefaultShards && best > 0 {
-				cs = slices.Insert(cs, 1, withSegments(best))
+				cs = slices.Insert(cs, 1, withShards(best))
 			}
 		}
 		for _, procs := range o.procs {
@@ -469,21 +469,21 @@ func run(o options, w io.Writer) error {
 	if o.jsonOut {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"machine": machine(), "date": time.Now().Format("2006-01-02"), "best_segments": best, "results": results})
+		return enc.Encode(map[string]any{"machine": machine(), "date": time.Now().Format("2006-01-02"), "best_shards": best, "results": results})
 	}
 	printTable(w, o, results)
 	if best > 0 {
-		fmt.Fprintf(w, "best segment count for Seen of returning users: %d (default %d)\n", best, activeusers.DefaultShards)
+		fmt.Fprintf(w, "best shard count for Seen of returning users: %d (default %d)\n", best, activeusers.DefaultShards)
 	}
 	return nil
 }
 
-// bestSegments is the segment count of the sweep whose Seen of returning users
+// bestShards is the shard count of the sweep whose Seen of returning users
 // was fastest so far.
-func bestSegments(col *collector, sweep []int) int {
+func bestShards(col *collector, sweep []int) int {
 	best, bestNs := 0, 0.0
 	for _, n := range sweep {
-		r := col.results[fmt.Sprintf("Seen, returning users, %d segments", n)+"\x00activeusers"]
+		r := col.results[fmt.Sprintf("Seen, returning users, %d shards", n)+"\x00activeusers"]
 		if r == nil {
 			continue
 		}
