@@ -167,7 +167,7 @@ func (st *set) stats() (shards, entries, slots, bytes int) {
 // directory maps the low bits of a mixed hash to its shard. It is replaced
 // whole when it doubles; its entries change in place when a shard splits.
 type directory struct {
-	depth uint
+	depth  uint
 	shards []atomic.Pointer[shard]
 	// frozen is set once a doubling has begun to copy shards: a split that
 	// points entries here and then finds it set must point the same entries
@@ -213,16 +213,12 @@ func lockSpinning(mu *sync.Mutex) {
 	mu.Lock()
 }
 
-// lock takes the shard's lock and pins the goroutine to its P until
-// unlock: while pinned, the scheduler never preempts it (nor does the GC make
-// it assist or start a cycle). So a holder is never descheduled while others
-// wait for it — the waits that made the growth tail: with more goroutines
-// than cores, a holder preempted mid-insert stayed off its core for tens of
-// milliseconds, and every insert into its shard waited (docs/design.md).
+// lock takes the shard's lock and pins the goroutine to its P until unlock
+// (see pin.go): a holder is never descheduled while others wait for it.
 // Holds are bounded (at most one table of 1024 slots) and never block, as a
-// pinned goroutine must not; the only waits inside one are spins for another
-// pinned goroutine (double). Every hold of a shard's lock goes through
-// lock and unlock.
+// pinned goroutine must not; the only waits inside one are for another
+// pinned goroutine (double). Every hold of a shard's lock goes through lock
+// and unlock.
 func (s *shard) lock() {
 	lockSpinning(&s.mu)
 	procPin()
@@ -234,16 +230,6 @@ func (s *shard) unlock() {
 	s.mu.Unlock()
 	procUnpin()
 }
-
-// procPin and procUnpin are the runtime's own functions, which sync.Pool
-// uses; the runtime keeps them for packages outside the standard library
-// that call them this way (go.dev/issue/67401).
-//
-//go:linkname procPin runtime.procPin
-func procPin() int
-
-//go:linkname procUnpin runtime.procUnpin
-func procUnpin()
 
 // Spin budget: spinTries reads of the lock word (a cache line shared while the
 // holder works, so a few nanoseconds each) between clock reads, for spinFor in
@@ -304,11 +290,10 @@ func (st *set) split(s *shard) {
 		if !d.frozen.Load() {
 			break
 		}
-		// Spin, still pinned and holding s: the doubler is pinned too, so it
-		// is running and done within one directory copy. Yielding instead
-		// would queue this goroutine behind every runnable one while s stays
-		// locked — the stall this design exists to avoid.
+		// Wait, still pinned and holding s, for the doubler, pinned too
+		// (see waitPinned).
 		for st.dir.Load() == d {
+			waitPinned()
 		}
 		d = st.dir.Load()
 	}
@@ -326,7 +311,8 @@ func (st *set) double(depth uint) {
 	defer procUnpin()
 	for st.dir.Load().depth == depth {
 		if st.growing.Load() || !st.growing.CompareAndSwap(false, true) {
-			continue // another goroutine is doubling, pinned and running
+			waitPinned() // another goroutine is doubling, pinned
+			continue
 		}
 		if d := st.dir.Load(); d.depth == depth {
 			d.frozen.Store(true)
