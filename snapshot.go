@@ -1,6 +1,7 @@
 package activeusers
 
 import (
+	"bufio"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -191,63 +192,52 @@ func appendEntries(b []byte, es []entry, now int64) ([]byte, byte) {
 	return b, byte(low)
 }
 
-// snapReader hands out a snapshot's bytes from a fixed buffer refilled from r,
-// folding each byte into the checksum as it is consumed. Reading in pieces is
-// what lets a decoder refuse a file by its first bytes: a 2 GiB file that is
-// not a snapshot costs one buffer, not 2 GiB of memory.
+// snapReader reads a snapshot through a bufio.Reader, folding each byte into
+// the checksum as it is consumed. Reading in pieces is what lets a decoder
+// refuse a file by its first bytes: a 2 GiB file that is not a snapshot
+// costs one buffer, not 2 GiB of memory.
 type snapReader struct {
-	r      io.Reader
-	buf    []byte
-	pos    int    // next unread byte
-	end    int    // end of the bytes read into buf
-	summed int    // buf[:summed] is folded into crc
-	crc    uint32 // CRC-32C of the bytes consumed so far
-	err    error  // the read error that ended the input (io.EOF at its end)
-	n      int64  // bytes read from r
-	empty  int    // reads in a row that returned nothing and no error
+	br  *bufio.Reader
+	src countingReader // the input, and how much was read from it
+	crc uint32         // CRC-32C of the bytes consumed so far
+	err error          // the error that ended the input (io.EOF at its end)
 }
-
-// maxEmptyReads is how many reads in a row may return nothing, and no error,
-// before the reader is taken to be stuck (bufio's limit too).
-const maxEmptyReads = 100
 
 // snapReadBuf is the read buffer: large enough that the reads are few, small
 // enough that refusing a bad file costs nothing.
 const snapReadBuf = 64 << 10
 
-// fill makes at least k (≤ snapReadBuf) unread bytes available, unless the
-// input ends first, and reports whether it did.
-func (s *snapReader) fill(k int) bool {
-	for s.end-s.pos < k && s.err == nil {
-		if s.buf == nil {
-			s.buf = make([]byte, snapReadBuf)
-		}
-		if s.end == len(s.buf) { // keep what is unread; drop what is summed
-			s.sum()
-			s.end = copy(s.buf, s.buf[s.pos:s.end])
-			s.pos, s.summed = 0, 0
-		}
-		n, err := s.r.Read(s.buf[s.end:])
-		s.end += n
-		s.n += int64(n)
-		switch {
-		case err != nil:
-			s.err = err
-		case n > 0:
-			s.empty = 0
-		default:
-			if s.empty++; s.empty == maxEmptyReads {
-				s.err = io.ErrNoProgress // as bufio: a reader that never yields
-			}
-		}
-	}
-	return s.end-s.pos >= k
+// entryWindow is how many bytes entries are decoded from at a time, between
+// two folds into the checksum.
+const entryWindow = 4 << 10
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
 }
 
-// sum folds the consumed bytes into the checksum.
-func (s *snapReader) sum() {
-	s.crc = crc32.Update(s.crc, castagnoli, s.buf[s.summed:s.pos])
-	s.summed = s.pos
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// peek returns the unread bytes ahead, k of them (k ≤ snapReadBuf) unless
+// the input ends first.
+func (s *snapReader) peek(k int) []byte {
+	p, err := s.br.Peek(k)
+	if err != nil {
+		s.err = err
+	}
+	return p
+}
+
+// consume folds p[:n], the first n unread bytes as peek returned them, into
+// the checksum and moves past them.
+func (s *snapReader) consume(p []byte, n int) {
+	s.crc = crc32.Update(s.crc, castagnoli, p[:n])
+	s.br.Discard(n)
 }
 
 // readErr is the error for input that ended too soon: the reader's own error,
@@ -265,18 +255,17 @@ func (s *snapReader) readErr(format string, args ...any) error {
 // further than that count can take. sizeHint, if not negative, is how many
 // bytes r holds: it lets a count the bytes cannot hold be refused at once.
 func decodeSnapshot(r io.Reader, sizeHint int64) (snap snapshot, read int64, err error) {
-	s := &snapReader{r: r}
-	defer func() { read = s.n }()
+	s := &snapReader{src: countingReader{r: r}}
+	s.br = bufio.NewReaderSize(&s.src, snapReadBuf)
 	snap, err = s.decode(sizeHint)
 	if err != nil {
-		return snapshot{}, s.n, err
+		return snapshot{}, s.src.n, err
 	}
-	return snap, s.n, nil
+	return snap, s.src.n, nil
 }
 
 func (s *snapReader) decode(sizeHint int64) (snap snapshot, err error) {
-	s.fill(snapHeader)
-	h := s.buf[s.pos:s.end]
+	h := s.peek(snapHeader)
 	if len(h) < len(snapMagic) || string(h[:len(snapMagic)]) != snapMagic {
 		if len(h) < len(snapMagic) && s.err != nil && s.err != io.EOF {
 			return snap, s.readErr("")
@@ -321,7 +310,7 @@ func (s *snapReader) decode(sizeHint int64) (snap snapshot, err error) {
 	if body := sizeHint - snapHeader - snapTrailer; sizeHint >= 0 && count > uint64(max(body, 0))/uint64(2+low) {
 		return snap, badSnapshot("truncated: %d entries declared in %d bytes", count, max(body, 0))
 	}
-	s.pos += snapHeader
+	s.consume(h, snapHeader)
 	snap.now = now
 	if snap.es, err = s.entries(count, low, now, snap.keyed, ""); err != nil {
 		return snapshot{}, err
@@ -331,15 +320,15 @@ func (s *snapReader) decode(sizeHint int64) (snap snapshot, err error) {
 			return snapshot{}, err
 		}
 	}
-	s.sum()
-	if !s.fill(snapTrailer) {
+	t := s.peek(snapTrailer)
+	if len(t) < snapTrailer {
 		return snapshot{}, s.readErr("truncated: the input ends in the checksum")
 	}
-	if sum := binary.LittleEndian.Uint32(s.buf[s.pos:]); sum != s.crc {
+	if sum := binary.LittleEndian.Uint32(t); sum != s.crc {
 		return snapshot{}, badSnapshot("checksum mismatch (corrupt): stored %08x, computed %08x", sum, s.crc)
 	}
-	s.pos += snapTrailer
-	if s.fill(1) {
+	s.br.Discard(snapTrailer)
+	if len(s.peek(1)) > 0 {
 		return snapshot{}, badSnapshot("corrupt: bytes after the last entry's checksum (the header declares %d entries)", count)
 	}
 	if s.err != io.EOF {
@@ -355,53 +344,62 @@ func (s *snapReader) entries(count uint64, low int, now int64, keyed bool, where
 	// then costs what its bytes are worth.
 	es := make([]entry, 0, min(count, 1<<16))
 	var prev uint64
-	for i := range count {
-		s.fill(maxEntryBytes) // fewer at the end of the input
-		p := s.buf[s.pos:s.end]
-		hi, n := binary.Uvarint(p)
-		if n == 0 || len(p) < n+low {
-			return nil, s.readErr("truncated: the input ends in entry %d of %d%s", i, count, where)
+	for i := uint64(0); i < count; {
+		// Decode from a window of the input, and fold what was decoded into
+		// the checksum once: an entry is a few bytes.
+		w := s.peek(entryWindow)
+		off := 0
+		for ; i < count; i++ {
+			p := w[off:]
+			if len(p) < maxEntryBytes && len(w) == entryWindow {
+				break // the entry may run past the window: take the next
+			}
+			hi, n := binary.Uvarint(p)
+			if n == 0 || len(p) < n+low {
+				return nil, s.readErr("truncated: the input ends in entry %d of %d%s", i, count, where)
+			}
+			if n < 0 {
+				return nil, badSnapshot("corrupt entry %d%s: bad gap", i, where)
+			}
+			var lo uint64
+			for k := range low {
+				lo |= uint64(p[n+k]) << (8 * k)
+			}
+			if low > 0 && hi > math.MaxUint64>>(8*low) {
+				return nil, badSnapshot("corrupt entry %d%s: gap overflows 64 bits", i, where)
+			}
+			gap := hi<<(8*low) | lo
+			// A plain hash is never 0; a pseudonym (snapHashKeyed) may be, first.
+			if (gap == 0 && i > 0) || gap > math.MaxUint64-prev || (prev+gap == 0 && !keyed) {
+				return nil, badSnapshot("corrupt entry %d%s: hashes not strictly increasing", i, where)
+			}
+			prev += gap
+			age, m := binary.Uvarint(p[n+low:])
+			if m == 0 {
+				return nil, s.readErr("truncated: the input ends in entry %d of %d%s", i, count, where)
+			}
+			if m < 0 || age > math.MaxUint32 {
+				return nil, badSnapshot("corrupt entry %d%s: bad age", i, where)
+			}
+			off += n + low + m
+			es = append(es, entry{hash: prev, sec: toSec(now - int64(age))})
 		}
-		if n < 0 {
-			return nil, badSnapshot("corrupt entry %d%s: bad gap", i, where)
-		}
-		var lo uint64
-		for k := range low {
-			lo |= uint64(p[n+k]) << (8 * k)
-		}
-		if low > 0 && hi > math.MaxUint64>>(8*low) {
-			return nil, badSnapshot("corrupt entry %d%s: gap overflows 64 bits", i, where)
-		}
-		gap := hi<<(8*low) | lo
-		// A plain hash is never 0; a pseudonym (snapHashKeyed) may be, first.
-		if (gap == 0 && i > 0) || gap > math.MaxUint64-prev || (prev+gap == 0 && !keyed) {
-			return nil, badSnapshot("corrupt entry %d%s: hashes not strictly increasing", i, where)
-		}
-		prev += gap
-		age, m := binary.Uvarint(p[n+low:])
-		if m == 0 {
-			return nil, s.readErr("truncated: the input ends in entry %d of %d%s", i, count, where)
-		}
-		if m < 0 || age > math.MaxUint32 {
-			return nil, badSnapshot("corrupt entry %d%s: bad age", i, where)
-		}
-		s.pos += n + low + m
-		es = append(es, entry{hash: prev, sec: toSec(now - int64(age))})
+		s.consume(w, off)
 	}
 	return es, nil
 }
 
 // uvarint reads one uvarint no larger than limit; what names it in errors.
 func (s *snapReader) uvarint(limit uint64, what string) (uint64, error) {
-	s.fill(binary.MaxVarintLen64)
-	v, n := binary.Uvarint(s.buf[s.pos:s.end])
+	p := s.peek(binary.MaxVarintLen64)
+	v, n := binary.Uvarint(p)
 	if n == 0 {
 		return 0, s.readErr("truncated: the input ends in %s", what)
 	}
 	if n < 0 || v > limit {
 		return 0, badSnapshot("corrupt %s: more than %d", what, limit)
 	}
-	s.pos += n
+	s.consume(p, n)
 	return v, nil
 }
 
@@ -411,11 +409,12 @@ func (s *snapReader) str(limit int, what string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !s.fill(int(n)) {
+	p := s.peek(int(n))
+	if len(p) < int(n) {
 		return "", s.readErr("truncated: the input ends in %s", what)
 	}
-	v := string(s.buf[s.pos : s.pos+int(n)])
-	s.pos += int(n)
+	v := string(p[:n])
+	s.consume(p, int(n))
 	return v, nil
 }
 
@@ -462,14 +461,15 @@ func (s *snapReader) segments(now int64, keyed bool) ([]snapDim, error) {
 			if err != nil {
 				return nil, err
 			}
-			if !s.fill(1) {
+			p := s.peek(1)
+			if len(p) < 1 {
 				return nil, s.readErr("truncated: the input ends before the entries%s", where)
 			}
-			low := int(s.buf[s.pos])
+			low := int(p[0])
 			if low > 8 {
 				return nil, badSnapshot("corrupt: %d raw gap bytes%s", low, where)
 			}
-			s.pos++
+			s.consume(p, 1)
 			if v.es, err = s.entries(count, low, now, keyed, where); err != nil {
 				return nil, err
 			}
