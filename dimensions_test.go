@@ -14,8 +14,6 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/activeusers/activeusers/internal/table"
 )
 
 // segModel extends the reference model to segments: the overall model, and
@@ -116,7 +114,7 @@ var hostileValues = []string{
 // far-off instants, and compares every breakdown and the pairs held.
 func TestSegmentsAgainstModel(t *testing.T) {
 	seeds := uint64(40)
-	if table.RaceEnabled {
+	if raceEnabled {
 		seeds = 10
 	}
 	for seed := range seeds {

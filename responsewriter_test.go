@@ -15,8 +15,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/activeusers/activeusers/internal/table"
 )
 
 // interfacesOf says which optional interfaces w has, as a view's kind.
@@ -291,7 +289,7 @@ func TestHijackReadAheadIsReadFirst(t *testing.T) {
 // in the whole process: mallocs and bytes a request, bare and behind, in
 // turns.
 func TestFileServingAddsNoAllocation(t *testing.T) {
-	if table.RaceEnabled {
+	if raceEnabled {
 		t.Skip("the race detector allocates, and drops sync.Pool items at random: .ci/run runs this without -race")
 	}
 	path := filepath.Join(t.TempDir(), "blob")

@@ -19,8 +19,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/activeusers/activeusers/internal/table"
 )
 
 // snapshotOf fills a tracker on a fake clock and returns it with its snapshot.
@@ -117,7 +115,7 @@ func TestSnapshotOfAWeekStaysSmall(t *testing.T) {
 	now := t0
 	tr := New(fixed(&now))
 	n := 200_000
-	if table.RaceEnabled {
+	if raceEnabled {
 		n = 50_000
 	}
 	r := rand.New(rand.NewPCG(5, 6))
@@ -415,7 +413,7 @@ func TestKilledMidSave(t *testing.T) {
 		saveLoop(os.Getenv("ACTIVEUSERS_SAVE_LOOP"))
 		return
 	}
-	if testing.Short() || table.RaceEnabled {
+	if testing.Short() || raceEnabled {
 		t.Skip("starts and kills processes; about files, not goroutines (CI loops it without -race)")
 	}
 	dir := t.TempDir()

@@ -152,7 +152,7 @@ func TestTimeAheadOfClockDeletesNothing(t *testing.T) {
 // counts as of past and future instants, and compares every answer.
 func TestAgainstModel(t *testing.T) {
 	seeds := uint64(60)
-	if table.RaceEnabled {
+	if raceEnabled {
 		seeds = 15 // CI also runs all 60, 30 times, without -race
 	}
 	for seed := range seeds {
@@ -429,7 +429,7 @@ func TestChurnWithoutCounts(t *testing.T) {
 	now := t0
 	tr := New(WithRetention(100*time.Second), fixed(&now))
 	perSec := 500 // 50,000 live users
-	if table.RaceEnabled {
+	if raceEnabled {
 		perSec = 100
 	}
 	u := 0
@@ -460,7 +460,7 @@ func TestMemoryAfterExpiry(t *testing.T) {
 		now := t0
 		tr := New(WithRetention(time.Hour), fixed(&now))
 		n := 200_000
-		if table.RaceEnabled {
+		if raceEnabled {
 			n = 40_000
 		}
 		old := int(gone * float64(n))
@@ -547,7 +547,7 @@ func TestSeenIDIsSeenBytesOfTheBigEndianID(t *testing.T) {
 // account is held exactly once.
 func TestConcurrentGrowthLosesNothing(t *testing.T) {
 	workers, per := 8, 40_000
-	if table.RaceEnabled {
+	if raceEnabled {
 		per = 10_000
 	}
 	tr := New(WithShards(1))

@@ -314,19 +314,6 @@ func (t *Table) PrefetchTimes() {
 	prefetchLines(unsafe.Pointer(&s[0]), (len(s)*4+63)/64)
 }
 
-// plainStores says whether Record writes a new slot with plain stores
-// rather than atomic ones, each a locked exchange on amd64 that waits for
-// the store to reach the cache: the two were about a tenth of a new
-// account's Seen (docs/design.md, "The way to a slot"). No other goroutine
-// writes an empty slot (Touch only raises a live time), and Touch, the one
-// reader without the lock, is right in whatever order it sees the two
-// stores land: a key without its time is not live, a time without its key
-// ends the probe, and either way it fails and its caller takes the lock.
-// Not under the race detector, which would report the plain stores against
-// Touch's atomic loads, and only where a 64-bit store is one instruction
-// (on a 32-bit platform Touch could see half a key).
-const plainStores = !RaceEnabled && ^uint(0)>>63 == 1
-
 // Outcome says what Record did.
 type Outcome uint8
 
@@ -370,14 +357,11 @@ func (t *Table) Record(key, m uint64, sec, cutoff uint32) Outcome {
 		a = t.arr.Load()
 		i, _ = find(a, key, m)
 	}
+	// The key before the time: Touch, which reads without the lock, takes
+	// a slot as live only once its time is set.
 	k, e := a.at(i)
-	if plainStores {
-		*(*uint64)(unsafe.Pointer(k)) = key
-		*(*uint32)(unsafe.Pointer(e)) = sec
-	} else {
-		k.Store(key)
-		e.Store(sec)
-	}
+	k.Store(key)
+	e.Store(sec)
 	t.n++
 	t.used++
 	t.low = min(t.low, sec)
