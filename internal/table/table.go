@@ -440,7 +440,7 @@ func (t *Table) sweep(steps int, cutoff uint32) {
 // A threshold at or below cutoff (a window as long as the retention, such as
 // the 7d or 30d gauge) counts every entry the pass leaves, which is Len
 // afterwards: it costs the pass nothing. Up to four others are counted by
-// the loops of countRun, more by countRest.
+// countRun, more by countRest.
 func (t *Table) CountAndPrune(cutoff uint32, since []uint32, counts []int) {
 	s := t.arr.Load().secs
 	th := [4]uint64{1 << 32, 1 << 32, 1 << 32, 1 << 32} // counts nothing
@@ -496,50 +496,25 @@ func (t *Table) tidy() {
 }
 
 // countRun counts the live entries whose seconds s holds into c until the
-// first one older than cutoff, and returns its index (len(s) if none). It
-// reads two slots a turn (one test of both against the cutoff, one loop
-// branch: a fifth off the pass), then one at a time from the pair that holds
-// an expired entry.
+// first one older than cutoff, and returns its index (len(s) if none). On
+// amd64, countFast counts eight slots a turn first, in SSE2; the loop below
+// takes over where it stops (or counts every slot, elsewhere).
 //
-// It is branch-free but for that stop: a third of the slots are empty, at
-// random, and a branch on emptiness mispredicts often enough to more than
+// The loop is branch-free but for that stop: a third of the slots are empty,
+// at random, and a branch on emptiness mispredicts often enough to more than
 // double the time of the pass. Empty slots and tombstones have time 0, which
 // no threshold reaches and which sec-1 turns into the largest uint32, never
 // below cutoff-1. Each threshold costs three instructions a slot:
 // (sec - th) >> 63 is -1 if sec < th and 0 otherwise, so the count is the
-// slots passed plus the sum. (The atomic loads are plain loads on amd64 and
-// arm64.) On amd64, countFast counts eight slots a turn first, in SSE2;
-// these loops take over where it stops.
+// slots passed plus the sum. An unused threshold, 1<<32, counts nothing.
 func countRun(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	i := countFast(s, cutoff, th, c) // the vector loop, where there is one
-	switch {
-	case th[2] == 1<<32:
-		return i + countRun2(s[i:], cutoff, th, c)
-	case th[3] == 1<<32:
-		return i + countRun3(s[i:], cutoff, th, c)
-	}
-	return i + countRun4(s[i:], cutoff, th, c)
-}
-
-// countRun4 is countRun for four thresholds.
-func countRun4(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	t0, t1, t2, t3 := int64(th[0]), int64(th[1]), int64(th[2]), int64(th[3])
 	var a0, a1, a2, a3 int64
 	lim := max(cutoff, 1) - 1
-	i := 0
-	for ; i+1 < len(s); i += 2 { // two slots a turn, as countRun3
-		x, y := s[i].Load(), s[i+1].Load()
-		if x-1 < lim || y-1 < lim {
-			break
-		}
-		v, w := int64(x), int64(y)
-		a0 += (v-t0)>>63 + (w-t0)>>63
-		a1 += (v-t1)>>63 + (w-t1)>>63
-		a2 += (v-t2)>>63 + (w-t2)>>63
-		a3 += (v-t3)>>63 + (w-t3)>>63
-	}
-	for ; i < len(s); i++ {
-		sec := s[i].Load()
+	j := i
+	for ; j < len(s); j++ {
+		sec := s[j].Load()
 		if sec-1 < lim {
 			break
 		}
@@ -549,77 +524,12 @@ func countRun4(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
 		a2 += (v - t2) >> 63
 		a3 += (v - t3) >> 63
 	}
-	c[0] += i + int(a0)
-	c[1] += i + int(a1)
-	c[2] += i + int(a2)
-	c[3] += i + int(a3)
-	return i
-}
-
-// countRun3 is countRun for three thresholds (5m, 1h and 24h under a 7d
-// retention): each accumulator left out takes about a tenth off the pass,
-// which is why the common counts of windows have loops of their own.
-func countRun3(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
-	t0, t1, t2 := int64(th[0]), int64(th[1]), int64(th[2])
-	var a0, a1, a2 int64
-	lim := max(cutoff, 1) - 1
-	i := 0
-	// Two slots a turn: one test of both against the cutoff, one loop branch.
-	for ; i+1 < len(s); i += 2 {
-		x, y := s[i].Load(), s[i+1].Load()
-		if x-1 < lim || y-1 < lim {
-			break
-		}
-		v, w := int64(x), int64(y)
-		a0 += (v-t0)>>63 + (w-t0)>>63
-		a1 += (v-t1)>>63 + (w-t1)>>63
-		a2 += (v-t2)>>63 + (w-t2)>>63
-	}
-	for ; i < len(s); i++ {
-		sec := s[i].Load()
-		if sec-1 < lim {
-			break
-		}
-		v := int64(sec)
-		a0 += (v - t0) >> 63
-		a1 += (v - t1) >> 63
-		a2 += (v - t2) >> 63
-	}
-	c[0] += i + int(a0)
-	c[1] += i + int(a1)
-	c[2] += i + int(a2)
-	return i
-}
-
-// countRun2 is countRun for one or two thresholds: the exporters' default
-// scrape (24h and 7d, under the default 7d retention: one) and 5m, 24h, 7d
-// (two).
-func countRun2(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
-	t0, t1 := int64(th[0]), int64(th[1])
-	var a0, a1 int64
-	lim := max(cutoff, 1) - 1
-	i := 0
-	for ; i+1 < len(s); i += 2 { // two slots a turn, as countRun3
-		x, y := s[i].Load(), s[i+1].Load()
-		if x-1 < lim || y-1 < lim {
-			break
-		}
-		v, w := int64(x), int64(y)
-		a0 += (v-t0)>>63 + (w-t0)>>63
-		a1 += (v-t1)>>63 + (w-t1)>>63
-	}
-	for ; i < len(s); i++ {
-		sec := s[i].Load()
-		if sec-1 < lim {
-			break
-		}
-		v := int64(sec)
-		a0 += (v - t0) >> 63
-		a1 += (v - t1) >> 63
-	}
-	c[0] += i + int(a0)
-	c[1] += i + int(a1)
-	return i
+	n := j - i
+	c[0] += n + int(a0)
+	c[1] += n + int(a1)
+	c[2] += n + int(a2)
+	c[3] += n + int(a3)
+	return j
 }
 
 // countRest adds to counts[k] the live entries of s seen at or after
