@@ -26,12 +26,10 @@ func countBlocks4(p *atomic.Uint32, n int, lim uint32, t *[4]uint32, acc *[16]ui
 
 // countFast counts what countRun does, with SSE2 eight slots at a time, and
 // returns where it stopped; countRun carries on from there slot by slot. It
-// compares four slots an instruction. A table of 1024 slots in cache took
-// 196, 271 and 272 ns for two, three and four thresholds, against 824, 1140
-// and 1400 for the scalar loops (BenchmarkCount, 3 alternating rounds of
-// -count=2 against -tags purego). One or two thresholds, the common counts,
-// have a kernel of their own: the two accumulators it leaves out take a
-// quarter off the pass.
+// compares four slots an instruction, a few times faster than the scalar
+// loop (docs/design.md, "What a count reads"). One or two thresholds, the
+// common counts, have a kernel of their own: the two accumulators it leaves
+// out take a quarter off the pass.
 func countFast(s []atomic.Uint32, cutoff uint32, th *[4]uint64, c *[4]int) int {
 	if len(s) < 8 {
 		return 0

@@ -56,8 +56,8 @@ const (
 	// 1024 slots (12 KiB, a few microseconds). A tracker grows by splitting full
 	// tables rather than by enlarging them, so no lock is ever held for work
 	// proportional to the number of users, at a million users or a billion.
-	// Smaller tables would mean more shards (each a lock and a table's
-	// header, 128 bytes: 0.2 bytes an account at this size) and more
+	// Smaller tables would mean more shards (each a 128-byte shard and a
+	// 48-byte array header, 0.2–0.35 bytes an account at this size) and more
 	// directory, and made the growth tail no shorter when measured
 	// (docs/design.md).
 	MaxCapacity = 1024
@@ -151,11 +151,9 @@ func (a *slots) words() []uint64 {
 //
 // Its fields fit one 64-byte cache line (TestTableFitsOneCacheLine): a Seen
 // reads ver and arr, an insert most of the rest, and at 10M accounts the
-// tables' headers are 1.6 MB, mostly out of cache. When the spares' fields
-// made it 88 bytes (96 allocated, so most headers straddled two lines), the
-// median Seen while growing to 10M rose from 0.79–0.84 to 0.92–0.94 µs
-// even with no spare ever made. Hence the 32-bit counts, which MaxCapacity
-// bounds.
+// tables' headers are megabytes, mostly out of cache: a header that
+// straddled two lines made every Seen slower (docs/design.md, "The growth
+// tail"). Hence the 32-bit counts, which MaxCapacity bounds.
 type Table struct {
 	// ver is odd while the slot array is being replaced, and stays odd once
 	// the table is retired by Split. Touch reads it before and after.
@@ -198,7 +196,7 @@ func capFor(n int) int {
 // 655 slots) would otherwise rebuild twice before it splits again, at 524
 // entries to 839 slots and at 671 to 1024; going straight to 1024 at 524
 // copies each account about 2.3 times between two splits instead of 3.9 (a
-// new account's Seen 6–7% faster, docs/design.md), for a load of 0.51–0.8
+// new account's Seen is faster: docs/design.md, "What a count reads"), for a load of 0.51–0.8
 // rather than 0.64–0.8 in that stretch. It lands at or just above half,
 // where a prune shrinks a table; if one does, the table shrinks to capFor(n)
 // (at most 819 slots) and grows again only at 0.8 of that, after about a
@@ -291,10 +289,9 @@ func (t *Table) Touch(key, m uint64, sec uint32) bool {
 // nothing and takes no lock; a rebuild meanwhile only wastes it.
 //
 // Where there is a prefetch instruction it uses that (prefetchSlot), which
-// unlike a load never holds back what follows: a returning account's
-// SeenIn of one dimension in the benchmark program took 355 ns against 417
-// with two loads in its place (4 alternating rounds of -count=2, p=0.005).
-// Elsewhere it loads the two lines, which still overlaps the misses.
+// unlike a load never holds back what follows (docs/design.md, "A segment's
+// second touch"). Elsewhere it loads the two lines, which still overlaps
+// the misses.
 func (t *Table) Prefetch(m uint64) {
 	a := t.arr.Load()
 	k, sec := a.at(home(m, a.len()))
@@ -305,9 +302,8 @@ func (t *Table) Prefetch(m uint64) {
 // cache and returns at once. A pass over many tables calls it for the next
 // table before counting the current one: the times of each table are one
 // stream of 1–4 KiB at a place of its own, and the processor's prefetchers
-// only find such a stream after its first misses. Prefetching the next
-// table took a Counts over 1M accounts with the cache cold from 2.65 to
-// 2.05 ms (docs/design.md, "What a count reads"). It changes nothing, takes no
+// only find such a stream after its first misses (docs/design.md, "What a
+// count reads", has the A/B). It changes nothing, takes no
 // lock, and costs nothing on a platform without the instruction.
 func (t *Table) PrefetchTimes() {
 	s := t.arr.Load().secs
@@ -736,8 +732,24 @@ func (t *Table) GiveSpares(sp Spares) {
 	}
 }
 
-// SpareCap is the number of slots in spare arrays the table holds, for
-// memory accounting.
+// ArrayBytes is what one slot array costs besides its slots: the object
+// holding its two slice headers.
+const ArrayBytes = int(unsafe.Sizeof(slots{}))
+
+// Bytes is the heap the table's slot arrays take, its spares' included:
+// SlotBytes a slot and ArrayBytes an array. (The allocator rounds each up
+// to its size class; the table's own header is its owner's.)
+func (t *Table) Bytes() int {
+	b := t.Cap()*SlotBytes + ArrayBytes
+	for _, a := range t.spare {
+		if a != nil {
+			b += a.len()*SlotBytes + ArrayBytes
+		}
+	}
+	return b
+}
+
+// SpareCap is the number of slots in spare arrays the table holds.
 func (t *Table) SpareCap() int {
 	c := 0
 	for _, a := range t.spare {
@@ -766,12 +778,14 @@ func (t *Table) takeSpare(h, c int) *slots {
 }
 
 // newFaulted returns newSlots(c) with every page of its memory faulted in
-// (prefault), so that a later copy into it takes no page fault: a fresh
-// span's memory is not zeroed by the allocator (the OS gives it zeroed) and
-// so not yet touched.
+// (touchPages), so that a later copy into it takes no page fault under the
+// lock: a fresh span's memory is not zeroed by the allocator (the OS gives
+// it zeroed) and so not yet touched. docs/design.md ("Tricks, and what each
+// buys") has the A/B that keeps the touching, and drops the madvise that
+// once preceded it.
 func newFaulted(c int) *slots {
 	a := newSlots(c)
-	prefault(a.words())
+	touchPages(a.words())
 	return a
 }
 
