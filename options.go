@@ -30,13 +30,15 @@ const (
 	// DefaultShards×600 accounts. A Seen of a returning account takes no
 	// lock; a new account locks its shard, so the shards are what lets
 	// inserts on different cores proceed at once, and a Counts pass holds one
-	// shard at a time. The cost is a 128-byte shard (its lock and its
-	// table's header) and 16 slots (192 bytes) each, 80 KiB in all.
+	// shard at a time. An empty shard costs 376 bytes: 128 for the shard
+	// (its lock and its table's header), 240 for its smallest table (16
+	// slots of 12 bytes, and the array's 48-byte header) and 8 for its
+	// directory entry; 94 KiB for the default.
 	DefaultShards = 256
 
-	// MaxShards bounds WithShards: past it the empty shards alone (256
-	// bytes each with their smallest table, 16 MiB at this bound) outweigh any
-	// contention they could relieve.
+	// MaxShards bounds WithShards: past it the empty shards alone (376
+	// bytes each, 23.5 MiB at this bound) outweigh any contention they could
+	// relieve.
 	MaxShards = 1 << 16
 
 	// DefaultRetention is how long an entry is kept after its last activity
@@ -83,7 +85,8 @@ func WithRetention(d time.Duration) Option {
 // built-in clock. Default: a shared clock of one-second resolution that one
 // goroutine updates each second (time.Now costs as much as the rest of Seen);
 // with WithClock no goroutine is started and now is called on every Seen, so it
-// should be cheap. The …At methods ignore the clock.
+// should be cheap. The …At methods read it too: it alone decides what is
+// past retention.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) {
 		if now == nil {
@@ -105,7 +108,7 @@ func WithClock(now func() time.Time) Option {
 // use the same secret: a snapshot written under a secret loads only into a
 // tracker with the same one. The secret must be at least MinSecretLen bytes;
 // it is copied. It costs Seen nothing: the tracker holds plain hashes and
-// applies the permutation (ten AES-128 blocks, about 0.2 µs) to each entry on
+// applies the permutation (ten AES-128 blocks) to each entry on
 // its way out. Default: none, hashes leave as the plain xxhash.
 func WithSecret(secret []byte) Option {
 	return func(c *config) {

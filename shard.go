@@ -120,8 +120,7 @@ func (st *set) record(key uint64, sec, cutoff uint32) {
 // rebuild under the lock did: unpinned, an allocation while the collector
 // marks makes the goroutine assist it for every byte its pinned holds
 // allocated before (the debt a pinned goroutine defers), which made this
-// call one of the slowest (p99.99 growing to 10M 157–721 µs against
-// 104–223 with the allocations under the lock).
+// call one of the slowest (docs/design.md, "The growth tail").
 func (st *set) makeSpares(s *shard, req table.SpareRequest) {
 	procPin()
 	sp := s.tab.MakeSpares(req, s.depth)
@@ -154,14 +153,13 @@ func (st *set) counts(since []uint32, idx []int, n int, cutoff uint32) []int {
 // stats counts the shards, entries and slots, and the heap of the set's
 // tables (with their spare arrays), shards and directory.
 func (st *set) stats() (shards, entries, slots, bytes int) {
-	spare := 0
 	st.eachShard(nil, nil, func(s *shard) {
 		shards++
 		entries += s.tab.Len()
 		slots += s.tab.Cap()
-		spare += s.tab.SpareCap()
+		bytes += s.tab.Bytes() + shardBytes
 	})
-	return shards, entries, slots, (slots+spare)*table.SlotBytes + shards*shardBytes + len(st.dir.Load().shards)*8
+	return shards, entries, slots, bytes + len(st.dir.Load().shards)*8
 }
 
 // directory maps the low bits of a mixed hash to its shard. It is replaced
@@ -192,8 +190,8 @@ func (d *directory) doubled() *directory {
 // than cores, a goroutine that finds a lock held and parks waits for its turn
 // behind every runnable goroutine — milliseconds — however briefly the lock is
 // held; sync.Mutex spins only while no other goroutine is runnable. Holds here
-// are bounded and short (an insert, or at most one shard's rebuild or split,
-// ~10 µs), so spinning for a little longer than the longest of them avoids
+// are bounded and short (an insert, or at most one shard's rebuild or
+// split), so spinning for a little longer than the longest of them avoids
 // parking whenever the holder is running; if it was descheduled, the spin
 // costs that much and the goroutine parks as before.
 func lockSpinning(mu *sync.Mutex) {

@@ -329,11 +329,11 @@ type Stats struct {
 	// (tables at their minimum size aside).
 	Slots int
 	// Bytes is the heap the tables, shards and directory occupy: 12 bytes a
-	// slot (of the tables, and of spare arrays made for a table's next
-	// rebuild or split), 128 a shard (its lock and its table's header) and
-	// 8 a directory entry. The slots hold
-	// no pointers; the directory, shards and table headers hold a few for
-	// every 300–800 accounts.
+	// slot and 48 a slot array (of the tables, and of spare arrays made for
+	// a table's next rebuild or split), 128 a shard (its lock and its
+	// table's header) and 8 a directory entry. The slots hold no pointers;
+	// the directory, shards and arrays' headers hold a few for every 300–800
+	// accounts.
 	Bytes int
 
 	// Pairs is the number of (account, segment) pairs held, with

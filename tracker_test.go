@@ -587,3 +587,13 @@ func TestConcurrentGrowthLosesNothing(t *testing.T) {
 	tr.all.eachShard(nil, nil, func(s *shard) { biggest = max(biggest, s.tab.Cap()) })
 	assert.LessOrEqual(t, biggest, table.MaxCapacity)
 }
+
+// TestEmptyShardsCost: an empty shard costs what DefaultShards's doc says,
+// 376 bytes with its smallest table and its directory entry.
+func TestEmptyShardsCost(t *testing.T) {
+	for _, n := range []int{1, 256} {
+		st := New(WithShards(n), WithClock(time.Now)).Stats()
+		assert.Equal(t, n, st.Shards)
+		assert.Equal(t, 376*n, st.Bytes, "%d shards", n)
+	}
+}

@@ -36,8 +36,10 @@ import (
 	"github.com/activeusers/activeusers"
 )
 
-// DefaultWindows are the windows reported unless WithWindows says otherwise.
-var DefaultWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour}
+// DefaultWindows returns the windows reported unless WithWindows says
+// otherwise: 24h and 7d. It returns a new slice each time, so no caller can
+// change another's default.
+func DefaultWindows() []time.Duration { return []time.Duration{24 * time.Hour, 7 * 24 * time.Hour} }
 
 // An Option configures Register.
 type Option func(*config)
@@ -114,7 +116,7 @@ const (
 )
 
 // WithWindows sets the windows reported, each with the window attribute set to
-// "5m", "24h", "7d"…. Default: DefaultWindows (24h and 7d).
+// "5m", "24h", "7d"…. Default: DefaultWindows() (24h and 7d).
 func WithWindows(ws ...time.Duration) Option { return func(c *config) { c.windows = ws } }
 
 // WithName sets the instrument name, for an application that keeps its
@@ -136,7 +138,7 @@ func WithDescription(d string) Option { return func(c *config) { c.description =
 // positive, not whole seconds or longer than t's retention. Unregister the
 // returned Registration to stop reporting.
 func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metric.Registration, error) {
-	c := config{name: DefaultName, description: "Distinct accounts active within the window (last activity at most that long ago).", windowKey: DefaultWindowAttribute, windows: DefaultWindows}
+	c := config{name: DefaultName, description: "Distinct accounts active within the window (last activity at most that long ago).", windowKey: DefaultWindowAttribute, windows: DefaultWindows()}
 	for _, o := range opts {
 		o(&c)
 	}

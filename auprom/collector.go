@@ -66,8 +66,10 @@ import (
 	"github.com/activeusers/activeusers"
 )
 
-// DefaultWindows are the windows exported unless WithWindows says otherwise.
-var DefaultWindows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour}
+// DefaultWindows returns the windows exported unless WithWindows says
+// otherwise: 24h and 7d. It returns a new slice each time, so no caller can
+// change another's default.
+func DefaultWindows() []time.Duration { return []time.Duration{24 * time.Hour, 7 * 24 * time.Hour} }
 
 // An Option configures a Collector.
 type Option func(*config)
@@ -129,7 +131,7 @@ func WithCluster(fn CountsFunc, timeout time.Duration) Option {
 }
 
 // WithWindows sets the windows exported, each as one sample labelled
-// window="5m", "24h", "7d"…. Default: DefaultWindows (24h and 7d).
+// window="5m", "24h", "7d"…. Default: DefaultWindows() (24h and 7d).
 func WithWindows(ws ...time.Duration) Option { return func(c *config) { c.windows = ws } }
 
 // WithNamespace and WithSubsystem prefix the metric name, as in
@@ -152,9 +154,8 @@ func WithConstLabels(l prometheus.Labels) Option { return func(c *config) { c.co
 
 // Collector is a prometheus.Collector reporting a Tracker's distinct counts.
 // Each Collect makes exactly one Counts call, which walks the tracker one
-// segment at a time: a scrape costs about 2–2.5 ms per million accounts (on the
-// 2-core machine of the README) and never holds up the tracker's Seen for
-// longer than one segment's part of it.
+// shard at a time: a scrape costs one pass over the tables and never holds
+// up the tracker's Seen for longer than one shard's part of it.
 type Collector struct {
 	t       *activeusers.Tracker
 	desc    *prometheus.Desc
@@ -174,7 +175,7 @@ type Collector struct {
 // so that a bad configuration fails at start-up, never as a broken exposition
 // at scrape time.
 func NewCollector(t *activeusers.Tracker, opts ...Option) (*Collector, error) {
-	c := config{name: "active_users", help: "Distinct accounts active within the window (last activity at most that long ago).", windows: DefaultWindows}
+	c := config{name: "active_users", help: "Distinct accounts active within the window (last activity at most that long ago).", windows: DefaultWindows()}
 	for _, o := range opts {
 		o(&c)
 	}

@@ -2,16 +2,20 @@ package main
 
 import (
 	"fmt"
+	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // chart describes one SVG: the rows of a group, one line per contender.
@@ -30,6 +34,8 @@ func charts(procs int) []chart {
 			y: "ns per Seen (log)", group: fmt.Sprintf("goroutines-procs%d", procs), logX: true, logY: true, xTicks: []float64{1, 4, 16, 64}, xLabel: pow},
 		{file: "seen-shards.svg", title: "activeusers Seen by shard count (tuning)", x: "initial shards (log)",
 			y: "ns per Seen", group: "shards-*", logX: true, xTicks: []float64{1, 4, 16, 64, 256}, xLabel: pow},
+		{file: "counts-users.svg", title: "One Counts call (three windows) against the users held", x: "users (log)",
+			y: "ms per Counts (log)", group: "counts", logX: true, logY: true, xTicks: []float64{1e5, 1e6, 1e7}, xLabel: func(v float64) string { return human(int(v)) }},
 		{file: "heap-users.svg", title: "Heap kept per user, after the callers' uid strings are gone", x: "users (log)",
 			y: "bytes per user (log)", group: "heap", logX: true, logY: true, xTicks: []float64{1e5, 1e6, 1e7}, xLabel: func(v float64) string { return human(int(v)) }},
 		{file: "seen-latency.svg", title: "One Seen call while Counts runs every 100 ms", x: "percentile",
@@ -68,13 +74,13 @@ func writeCharts(dir string, results []Result) error {
 		}
 		p := plot.New()
 		p.Title.Text = c.title + "\n" + made
+		p.Title.TextStyle.Font.Size = vg.Points(11)
 		p.X.Label.Text, p.Y.Label.Text = c.x, c.y
 		if c.logX {
 			p.X.Scale = plot.LogScale{}
 		}
 		if c.logY {
 			p.Y.Scale = plot.LogScale{}
-			p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 		}
 		if c.group == "latency" {
 			// Percentiles as evenly spaced categories.
@@ -94,7 +100,9 @@ func writeCharts(dir string, results []Result) error {
 			}
 			p.X.Tick.Marker = plot.ConstantTicks(ticks)
 		}
-		var args []any
+		legend := plot.NewLegend()
+		legend.Top, legend.Left = true, true
+		legend.TextStyle.Font.Size = vg.Points(10)
 		for _, n := range names {
 			pts := series[n]
 			slices.SortFunc(pts, func(a, b plotter.XY) int {
@@ -106,13 +114,22 @@ func writeCharts(dir string, results []Result) error {
 				}
 				return 0
 			})
-			args = append(args, n, pts)
+			line, points, err := plotter.NewLinePoints(pts)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.file, err)
+			}
+			col, dashed := style(n)
+			line.Color, line.Width, points.Color, points.Shape = col, vg.Points(1.5), col, draw.CircleGlyph{}
+			if dashed {
+				line.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+			}
+			p.Add(line, points)
+			legend.Add(n, line, points)
 		}
-		if err := plotutil.AddLinePoints(p, args...); err != nil {
-			return fmt.Errorf("%s: %w", c.file, err)
+		if c.logY {
+			p.Y.Tick.Marker = logTicks{}
 		}
-		p.Legend.Top = true
-		if err := p.Save(9*vg.Inch, 5.5*vg.Inch, filepath.Join(dir, c.file)); err != nil {
+		if err := save(p, legend, names, filepath.Join(dir, c.file)); err != nil {
 			return fmt.Errorf("%s: %w", c.file, err)
 		}
 	}
@@ -136,4 +153,86 @@ func maxProcs(results []Result) int {
 		}
 	}
 	return best
+}
+
+// save writes p as an SVG, its legend in a column of its own to the right,
+// never over the data, and its fonts embedded, so that it reads the same on
+// a machine that lacks them.
+func save(p *plot.Plot, legend plot.Legend, names []string, file string) error {
+	const w, h = 10 * vg.Inch, 5.5 * vg.Inch
+	c := vgsvg.NewWith(vgsvg.UseWH(w, h), vgsvg.EmbedFonts(true))
+	dc := draw.New(c)
+	lw := vg.Length(0)
+	for _, n := range names {
+		lw = max(lw, legend.TextStyle.Width(n))
+	}
+	lw += legend.ThumbnailWidth + legend.Padding*2 + vg.Points(60)
+	p.Draw(draw.Crop(dc, 0, -lw, 0, 0))
+	legend.Draw(draw.Crop(dc, w-lw+vg.Points(8), 0, 0, -vg.Points(40))) // below the title
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// palette is the Okabe–Ito colours, told apart by readers with any kind of
+// colour blindness, one per contender.
+var palette = map[string]color.Color{
+	"activeusers":               color.RGBA{213, 94, 0, 255},    // vermillion
+	"activeusers+plan":          color.RGBA{204, 121, 167, 255}, // reddish purple
+	"activeusers+plan+platform": color.RGBA{230, 159, 0, 255},   // orange
+	"xsync":                     color.RGBA{0, 114, 178, 255},   // blue
+	"syncmap":                   color.RGBA{0, 158, 115, 255},   // bluish green
+	"mutexmap":                  color.RGBA{0, 0, 0, 255},       // black
+	"floor":                     color.RGBA{86, 180, 233, 255},  // sky blue
+	"returning users":           color.RGBA{213, 94, 0, 255},
+	"new users":                 color.RGBA{0, 114, 178, 255},
+}
+
+// style is a series' colour, by its contender, and whether it is dashed (the
+// growing half of the tail chart, and activeusers with another shard count).
+func style(name string) (color.Color, bool) {
+	base, suffix, _ := strings.Cut(name, ", ")
+	base, shards, _ := strings.Cut(base, "/")
+	if c, ok := palette[base]; ok {
+		return c, suffix == "growing" || shards != ""
+	}
+	return color.RGBA{128, 128, 128, 255}, suffix == "growing"
+}
+
+// logTicks labels a log axis at every power of ten over a range of more
+// than four decades, at 1, 2 and 5 times each over two to four, and at every
+// integer multiple over less, so that the labels are numbers a reader can
+// use and never crowd.
+type logTicks struct{}
+
+func (logTicks) Ticks(min, max float64) []plot.Tick {
+	lo, hi := math.Floor(math.Log10(min)), math.Ceil(math.Log10(max))
+	steps := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9}
+	switch decades := math.Log10(max / min); {
+	case decades > 4:
+		steps = []float64{1}
+	case decades > 1.5:
+		steps = []float64{1, 2, 5}
+	}
+	var ticks []plot.Tick
+	for e := lo; e <= hi; e++ {
+		for m := 1.0; m < 10; m++ {
+			v := m * math.Pow(10, e)
+			if v < min || v > max {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if slices.Contains(steps, m) {
+				t.Label = strconv.FormatFloat(v, 'f', -1, 64)
+			}
+			ticks = append(ticks, t)
+		}
+	}
+	return ticks
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,6 +122,8 @@ func TestBadFlagsAreRejected(t *testing.T) {
 	assert.Empty(t, o.charts, "no charts from a quick run")
 	o, err = parseFlags(nil)
 	require.NoError(t, err)
-	assert.Equal(t, "docs", o.charts)
+	assert.Empty(t, o.charts, "a full run rewrites no committed chart unless asked")
 	assert.Equal(t, []int{1, 4, 16, 64}, o.parallel)
+	_, err = parseFlags([]string{"-h"})
+	assert.ErrorIs(t, err, flag.ErrHelp, "-h is a request for the usage, which main answers with exit 0")
 }

@@ -3,8 +3,9 @@
 // one table of medians with each figure's ratio to the single-mutex baseline
 // and to the xsync tracker.
 //
-//	go run ./benchmarks            # full run: minutes
-//	go run ./benchmarks -quick     # under a minute, as CI runs it
+//	go run ./benchmarks                       # full run: about 25 minutes on 2 cores
+//	go run ./benchmarks -quick                # under a minute, as CI runs it
+//	go run ./benchmarks -runs 3 -charts docs  # the figures and charts in docs/
 //
 // Contenders are measured in turn within each run, and runs repeat, so that
 // drift in a shared machine's speed falls on all of them alike.
@@ -12,6 +13,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,6 +56,23 @@ type options struct {
 
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("benchmarks", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `benchmarks: activeusers and the trackers a Go engineer would otherwise write
+(a map under one mutex, sync.Map, xsync's map), side by side on the same work
+in one process: Seen, Counts, heap, GC, and Seen's latency during scrapes and
+in closed loops while holding and while growing to 10M accounts. It prints one
+table of medians with each figure's ratio to the mutex-map baseline and to xsync.
+
+A full run takes about 25 minutes on a 2-core machine (-runs 3: about 15);
+-quick takes under a minute. Charts are written only with -charts.
+
+  go run ./benchmarks -quick
+  go run ./benchmarks -runs 3 -charts docs -json > docs/benchmarks.json
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	var o options
 	var sizes, procs, names, parallel, sweep string
 	fs.BoolVar(&o.quick, "quick", false, "small sizes and short runs: finishes in under a minute")
@@ -71,7 +90,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.bestShards, "shards", 0, "also run activeusers with this shard count (default: the best of -shard-sweep, if not the default)")
 	fs.StringVar(&parallel, "goroutines", "", "comma-separated goroutines per GOMAXPROCS for the Seen sweep (default 1,4,16,64; quick 16)")
 	fs.StringVar(&sweep, "shard-sweep", "", "comma-separated shard counts to measure Seen at (default 1,4,16,64,256; quick 4,64)")
-	fs.StringVar(&o.charts, "charts", "", "write SVG charts into this folder (default docs in a full run, none with -quick)")
+	fs.StringVar(&o.charts, "charts", "", "write SVG charts into this folder (default: none)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of the table")
 	fs.DurationVar(&o.retention, "retention", 7*24*time.Hour, "activeusers' retention, and the longest window every Counts asks for (720h for MAU)")
 	fs.StringVar(&o.benchOut, "bench-out", "", "also write every run's Seen and Counts figures to this file in Go benchmark format, for benchstat")
@@ -123,9 +142,6 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.shardSweep, err = intList(sweep); err != nil {
 		return o, fmt.Errorf("-shard-sweep: %w", err)
-	}
-	if o.charts == "" && !o.quick {
-		o.charts = "docs"
 	}
 	if procs == "" {
 		procs = strconv.Itoa(runtime.GOMAXPROCS(0))
@@ -269,6 +285,9 @@ func progress(format string, args ...any) {
 
 func main() {
 	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0) // asked for the usage, which is printed
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmarks:", err)
 		os.Exit(2)

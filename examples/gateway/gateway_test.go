@@ -34,7 +34,8 @@ func need(t *testing.T, name string) string {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("%s not found: .ci/run should have installed it", name)
 		}
-		t.Skipf("%s not found (apt-get install -y prometheus)", name)
+		pkg := map[string]string{"redis-server": "redis-server", "redis-cli": "redis-tools", "prometheus": "prometheus", "promtool": "prometheus"}[name]
+		t.Skipf("%s not found (apt-get install -y %s)", name, pkg)
 	}
 	return p
 }

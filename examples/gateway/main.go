@@ -75,6 +75,22 @@ type config struct {
 func parse(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `gateway: a demo API gateway that counts its active accounts with activeusers.
+
+It serves /api/ (a request's account is its "Authorization: Bearer <account>"
+token; anonymous requests get 401) and /metrics (active_users{window=...} per
+window, by plan and platform, and Go's runtime metrics), and drives itself
+with synthetic traffic unless -rate 0. With -snapshot the counts survive
+restarts; with -redis several gateways report the cluster's counts.
+
+  go run ./examples/gateway
+  curl -s localhost:8080/metrics | grep active_users
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	var c config
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "address to serve the API and /metrics on")
 	fs.IntVar(&c.users, "users", 5000, "simulated accounts the synthetic traffic picks from")

@@ -1,8 +1,8 @@
 // Package coarseclock is a wall clock of one-second resolution that costs one
 // atomic load to read.
 //
-// time.Now costs 30–50 ns on the machines this library was measured on, as much
-// as the rest of a Seen call. The tracker only needs whole seconds, so one
+// time.Now costs as much as the rest of a Seen call (it reads the vDSO's
+// clock, and the monotonic one too). The tracker only needs whole seconds, so one
 // goroutine reads the real clock just after each second boundary and publishes
 // it; readers never make a system call.
 package coarseclock
