@@ -105,17 +105,8 @@ type cursorList struct {
 	mu   sync.Mutex
 }
 
-// stored tells the cursors, if any, that a second sec has just been stored.
-// It must come after the store: a cursor whose round began before it is then
-// either seen by the round's read of the tracker or noted here (every atomic
-// operation, and a lock, is ordered: if this load finds the old start, the
-// store came before the round began, and so before it read).
-func (t *Tracker) stored(sec uint32) {
-	if p := t.cursors.list.Load(); p != nil {
-		noteLate(*p, int64(sec))
-	}
-}
-
+// noteLate notes, in each cursor whose round began after second sec, a
+// store of sec: the round may have read the tracker before it.
 func noteLate(cs []*Cursor, sec int64) {
 	for _, c := range cs {
 		if sec >= c.start.Load() {

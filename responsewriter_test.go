@@ -290,7 +290,7 @@ func TestHijackReadAheadIsReadFirst(t *testing.T) {
 // turns.
 func TestFileServingAddsNoAllocation(t *testing.T) {
 	if raceEnabled {
-		t.Skip("the race detector allocates, and drops sync.Pool items at random: .ci/run runs this without -race")
+		t.Skip("under -race, which allocates and drops sync.Pool items at random: ./test.sh and .ci/run run it without")
 	}
 	path := filepath.Join(t.TempDir(), "blob")
 	require.NoError(t, os.WriteFile(path, make([]byte, 1<<20), 0o644))

@@ -414,7 +414,7 @@ func TestKilledMidSave(t *testing.T) {
 		return
 	}
 	if testing.Short() || raceEnabled {
-		t.Skip("starts and kills processes; about files, not goroutines (CI loops it without -race)")
+		t.Skip("starts and kills processes; about files, not goroutines: ./test.sh and .ci/run run it without -race")
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "killed.snap")

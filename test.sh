@@ -3,14 +3,15 @@
 #   1. internal/table's code beside its assembly: vet on both architectures
 #      that have assembly, its tests with -tags purego, and the table and the
 #      tracker on arm64 under qemu-user;
-#   2. the tracker built without go:linkname (-tags activeusers_nolinkname);
+#   2. the tracker built without go:linkname (-tags activeusers_nolinkname),
+#      and the tests the race detector cannot run, without it;
 #   3. every module's tests under the race detector (go run ./tools/testrun),
 #      which says which module runs as it goes and ends with every skipped
 #      test and its reason.
 # The end-to-end tests need redis-server, redis-cli, prometheus and
 # promtool, and the arm64 run qemu-aarch64: run as root on Debian or Ubuntu,
 # it installs what is missing (as .ci/run does); otherwise it says loudly
-# what it could not run. About 8 minutes on a 2-core machine. Extra
+# what it could not run. About 6 minutes on a 2-core machine. Extra
 # arguments go to go test (e.g. ./test.sh -short, ./test.sh -run Snapshot).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -51,6 +52,11 @@ fi
 
 echo "== the tracker without go:linkname (-tags activeusers_nolinkname)"
 go test -count=1 -tags activeusers_nolinkname "$@" .
+
+echo "== the tests -race cannot run (they count allocations, or start processes or benchmarks)"
+go test -count=1 -run 'TestFileServingAddsNoAllocation|TestKilledMidSave' "$@" .
+go test -count=1 -run 'TestProgramRunsEndToEnd' "$@" ./benchmarks
+go test -count=1 -run 'TestMiddlewareAddsNoAllocation' "$@" ./examples/routers
 
 echo "== every module under the race detector (go run ./tools/testrun)"
 status=0

@@ -240,11 +240,22 @@ func (t *Tracker) SeenID(id uint64) {
 func (t *Tracker) seen(h uint64, now int64) { t.record(h, toSec(now), t.cutoff(now)) }
 
 // record stores key h as seen at sec in its shard's table (shard.go),
-// deleting on the way only entries older than cutoff, then tells the
-// cursors, if any (cursor.go).
+// deleting on the way only entries older than cutoff.
 func (t *Tracker) record(h uint64, sec, cutoff uint32) {
 	t.all.record(h, sec, cutoff)
 	t.stored(sec)
+}
+
+// stored tells the cursors, if any, that a second sec has just been stored
+// (cursor.go). It must come after the store: a cursor whose round began
+// before it is then either seen by the round's read of the tracker or noted
+// here (every atomic operation, and a lock, is ordered: if this load finds
+// the old start, the store came before the round began, and so before it
+// read).
+func (t *Tracker) stored(sec uint32) {
+	if p := t.cursors.list.Load(); p != nil {
+		noteLate(*p, int64(sec))
+	}
 }
 
 // SeenAt records that uid was active at time at, for log replay, late

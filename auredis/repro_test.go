@@ -399,8 +399,13 @@ func TestRefusedInstancesNeitherLingerNorLockOut(t *testing.T) {
 		ctx := context.Background()
 		f.see(0, "a-", 10)
 		f.see(1, "b-", 10)
-		require.Eventually(t, func() bool {
-			return ignoreDeferred(f.cs[0].Push(ctx)) == nil && ignoreDeferred(f.cs[1].Push(ctx)) == nil && f.cs[1].Stats().Pushes > 0
+		require.Eventually(t, func() bool { // both veterans: each has pushed
+			for _, c := range f.cs {
+				if c.Stats().Pushes == 0 && ignoreDeferred(c.Push(ctx)) != nil {
+					return false
+				}
+			}
+			return f.cs[0].Stats().Pushes > 0 && f.cs[1].Stats().Pushes > 0
 		}, 10*time.Second, 10*time.Millisecond, "a new cluster's setup settles")
 		rdb := client(s)
 		defer rdb.Close()

@@ -67,7 +67,7 @@ func TestNewUsersAlternateOrderByRun(t *testing.T) {
 // once as JSON with a benchstat file.
 func TestProgramRunsEndToEnd(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("runs benchmarks (.ci/run runs it without -race)")
+		t.Skip("runs benchmarks: ./test.sh and .ci/run run it without -race")
 	}
 	charts := t.TempDir()
 	args := []string{"-runs", "1", "-benchtime", "10ms", "-users", "20000,40000", "-latency-users", "20000", "-latency-time", "100ms",

@@ -345,7 +345,7 @@ func TestFlagsRejected(t *testing.T) {
 		_, err := parse(c.args, &stderr)
 		require.Error(t, err, "%v", c.args)
 		assert.Contains(t, stderr.String(), c.want, "%v: the reason", c.args)
-		assert.Contains(t, stderr.String(), "Usage of gateway", "%v: and the usage", c.args)
+		assert.Contains(t, stderr.String(), "gateway: a demo API gateway", "%v: and the usage", c.args)
 	}
 }
 

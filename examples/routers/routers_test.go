@@ -140,7 +140,7 @@ func BenchmarkRouters(b *testing.B) {
 // TestMiddlewareAddsNoAllocation holds the figure the benchmark shows.
 func TestMiddlewareAddsNoAllocation(t *testing.T) {
 	if raceEnabled {
-		t.Skip("the race detector allocates, and drops sync.Pool items at random")
+		t.Skip("under -race, which allocates and drops sync.Pool items at random: ./test.sh and .ci/run run it without")
 	}
 	tr := activeusers.New()
 	defer tr.Close()

@@ -69,7 +69,7 @@ func main() {
 	if len(skips) > 0 {
 		fmt.Println()
 		fmt.Println("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!")
-		fmt.Printf("!!! %d tests were SKIPPED and tested nothing:\n", len(skips))
+		fmt.Printf("!!! %d tests were SKIPPED in this run; each says why, and whether another run tests it:\n", len(skips))
 		for _, s := range skips {
 			fmt.Printf("!!!   %s %s: %s\n", s.pkg, s.test, s.why)
 		}
@@ -172,20 +172,16 @@ func report(r io.Reader, w io.Writer) (skips []skip, failed []string) {
 }
 
 // reason picks a skipped test's reason out of its output: the message of
-// t.Skip, the line after "--- SKIP".
+// t.Skip, the last line before "--- SKIP" that is not the test runner's own.
 func reason(lines []string) string {
 	for i, l := range lines {
-		if strings.Contains(l, "--- SKIP") {
-			for _, m := range lines[i+1:] {
-				if m = strings.TrimSpace(m); m != "" {
-					return m
-				}
-			}
+		if !strings.Contains(l, "--- SKIP") {
+			continue
 		}
-	}
-	for _, l := range slices.Backward(lines) {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "=== ") {
-			return l
+		for _, m := range slices.Backward(lines[:i]) {
+			if m = strings.TrimSpace(m); m != "" && !strings.HasPrefix(m, "=== ") {
+				return m
+			}
 		}
 	}
 	return "(no reason given)"

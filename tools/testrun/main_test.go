@@ -14,11 +14,12 @@ const stream = `{"Action":"start","Package":"example.com/a"}
 {"Action":"pass","Package":"example.com/a","Test":"TestPass","Elapsed":0.01}
 {"Action":"run","Package":"example.com/a","Test":"TestRedis"}
 {"Action":"output","Package":"example.com/a","Test":"TestRedis","Output":"=== RUN   TestRedis\n"}
-{"Action":"output","Package":"example.com/a","Test":"TestRedis","Output":"--- SKIP: TestRedis (0.00s)\n"}
 {"Action":"output","Package":"example.com/a","Test":"TestRedis","Output":"    a_test.go:12: redis-server not found (apt-get install -y redis-server)\n"}
+{"Action":"output","Package":"example.com/a","Test":"TestRedis","Output":"--- SKIP: TestRedis (0.00s)\n"}
 {"Action":"skip","Package":"example.com/a","Test":"TestRedis","Elapsed":0}
-{"Action":"output","Package":"example.com/a","Test":"TestSub/arm","Output":"    --- SKIP: TestSub/arm (0.00s)\n"}
+{"Action":"output","Package":"example.com/a","Test":"TestSub/arm","Output":"=== RUN   TestSub/arm\n"}
 {"Action":"output","Package":"example.com/a","Test":"TestSub/arm","Output":"        a_test.go:30: not on this platform\n"}
+{"Action":"output","Package":"example.com/a","Test":"TestSub/arm","Output":"    --- SKIP: TestSub/arm (0.00s)\n"}
 {"Action":"skip","Package":"example.com/a","Test":"TestSub/arm","Elapsed":0}
 {"Action":"output","Package":"example.com/a","Test":"TestBad","Output":"    a_test.go:40: got 1, want 2\n"}
 {"Action":"fail","Package":"example.com/a","Test":"TestBad","Elapsed":0}
