@@ -31,7 +31,7 @@ var faultKinds = []string{"kill", "restore", "sigstop", "debug-sleep", "flushall
 const faultsPerKind = 5
 
 // TestFaultInjection runs a cluster of four instances, each recording
-// accounts all along and pushing every 200ms, against a real Redis into
+// accounts all along and pushing every 300ms, against a real Redis into
 // which faults of every kind are injected at random (seeded: set
 // AUREDIS_FAULT_SEED to replay one run), while an observer reads the
 // figure every 50ms. Every figure marked complete is checked against what
@@ -62,8 +62,11 @@ func TestFaultInjection(t *testing.T) {
 	ctx := context.Background()
 	now := newClock()
 	const instances = 4
+	// The defaults' proportions (a 10s interval, a 5s timeout), scaled down:
+	// a new registry settles within 1.1 intervals and a timeout, under the
+	// two intervals a fault may take to repair.
 	opts := []Option{
-		WithInterval(200 * time.Millisecond), WithTimeout(150 * time.Millisecond),
+		WithInterval(300 * time.Millisecond), WithTimeout(150 * time.Millisecond),
 		WithBackoff(10*time.Millisecond, 100*time.Millisecond), WithInstanceTTL(time.Minute),
 		WithKeys(keys), WithBatch(batch), realGrace(),
 	}

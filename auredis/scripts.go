@@ -81,8 +81,15 @@ return {t[1], t[2], node, nf, cfg}
 `)
 
 // readRegistryScript reads the registry, KEYS[1], for Counts: the server's
-// TIME, its run_id and the whole registry.
+// TIME, its run_id and the whole registry. A registry that has no node
+// field under this run_id (lost, restored, failed over) gets one now, so
+// that it settles from the first moment any client sees it; the write is a
+// pcall, and a Redis out of memory refuses it without failing the read.
 var readRegistryScript = redis.NewScript(runID + `local t = redis.call('TIME')
+local nf = redis.call('HGET', KEYS[1], 'node')
+if not nf or string.match(nf, '^%x+') ~= node then
+  redis.pcall('HSET', KEYS[1], 'node', node .. ' ' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+end
 return {t[1], t[2], node, redis.call('HGETALL', KEYS[1])}
 `)
 
