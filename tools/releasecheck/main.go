@@ -58,6 +58,10 @@ var symbols = map[string]string{
 	"augrpc":  "UnaryServerInterceptor",
 }
 
+// commands are the packages of library modules that are commands, which a
+// user installs with go install …@latest, as the README says.
+var commands = map[string][]string{"": {"cmd/activeusers"}}
+
 // skipped are modules that are not published for users: the benchmark
 // program, this tool, and the router examples (code to read and copy).
 var skipped = []string{"benchmarks", "tools", "examples/routers"}
@@ -119,6 +123,11 @@ func run(keep, version string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("%s@%s: %w", m.path, version, err)
+		}
+		for _, c := range commands[m.dir] {
+			if err := install(work, env, mod{path: m.path + "/" + c}, "latest"); err != nil {
+				return fmt.Errorf("%s/%s@latest: %w", m.path, c, err)
+			}
 		}
 	}
 	fmt.Printf("ok: %d modules at %s install outside the repository (%v)\n", len(mods), version, time.Since(start).Round(time.Second))
