@@ -80,6 +80,7 @@ type CountsFunc func(ctx context.Context, windows ...time.Duration) (ClusterCoun
 
 // Names of the gauges WithCluster adds.
 const (
+	ClusterReachableName   = "activeusers.cluster.reachable"
 	ClusterCompleteName    = "activeusers.cluster.complete"
 	ClusterInstancesName   = "activeusers.cluster.instances"
 	ClusterClockOffsetName = "activeusers.cluster.clock_offset"
@@ -90,8 +91,10 @@ const (
 
 // WithCluster makes the gauge report counts from fn (with the collection's
 // context, which should carry a deadline) instead of the tracker's own, and
-// registers three more gauges so that a dashboard never shows a partial or
-// local figure as the cluster's: ClusterCompleteName (1 while the counts are
+// registers four more gauges so that a dashboard never shows a partial or
+// local figure as the cluster's — the ones auprom.WithCluster exports:
+// ClusterReachableName (1 while the counts are the cluster's, 0 while fn
+// falls back to the instance's own), ClusterCompleteName (1 while the counts are
 // the whole cluster's with every instance it knows in them whole, else 0),
 // ClusterInstancesName ({instance}, attribute activeusers.state = "known" or
 // "complete") and ClusterClockOffsetName (s, the cluster's reference clock
@@ -203,11 +206,15 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 			o.ObserveInt64(folded, int64(d.Folded), metric.WithAttributes(attribute.String(DimensionAttribute, d.Name)))
 		}
 	}
-	var complete, instances metric.Int64ObservableGauge
+	var reachable, complete, instances metric.Int64ObservableGauge
 	var offset metric.Float64ObservableGauge
 	if c.cluster != nil {
-		complete, err = meter.Int64ObservableGauge(ClusterCompleteName, metric.WithUnit("1"),
-			metric.WithDescription("1 if "+c.name+" is the whole cluster's with every known instance's latest push in it, else 0."))
+		reachable, err = meter.Int64ObservableGauge(ClusterReachableName, metric.WithUnit("1"),
+			metric.WithDescription("1 if "+c.name+" reports the whole cluster's counts, 0 if it fell back to this instance's own."))
+		if err == nil {
+			complete, err = meter.Int64ObservableGauge(ClusterCompleteName, metric.WithUnit("1"),
+				metric.WithDescription("1 if "+c.name+" is the whole cluster's with every known instance's latest push in it, else 0."))
+		}
 		if err == nil {
 			instances, err = meter.Int64ObservableGauge(ClusterInstancesName, metric.WithUnit("{instance}"),
 				metric.WithDescription("Instances the cluster knows (known) and those whose latest push is whole in "+c.name+" (complete)."))
@@ -220,7 +227,7 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 			release(key)
 			return nil, fmt.Errorf("auotel: %w", err)
 		}
-		instruments = append(instruments, complete, instances, offset)
+		instruments = append(instruments, reachable, complete, instances, offset)
 	}
 	known := metric.WithAttributeSet(attribute.NewSet(attribute.String(ClusterStateAttribute, "known")))
 	whole := metric.WithAttributeSet(attribute.NewSet(attribute.String(ClusterStateAttribute, "complete")))
@@ -249,11 +256,14 @@ func Register(meter metric.Meter, t *activeusers.Tracker, opts ...Option) (metri
 			o.ObserveInt64(gauge, int64(n), attrs[i])
 		}
 		segment(o, r.Dimensions)
-		done := int64(0)
-		if r.Cluster && !r.Settling && r.Complete == r.Instances {
-			done = 1
+		b2i := func(b bool) int64 {
+			if b {
+				return 1
+			}
+			return 0
 		}
-		o.ObserveInt64(complete, done)
+		o.ObserveInt64(reachable, b2i(r.Cluster))
+		o.ObserveInt64(complete, b2i(r.Cluster && !r.Settling && r.Complete == r.Instances))
 		o.ObserveInt64(instances, int64(r.Instances), known)
 		o.ObserveInt64(instances, int64(r.Complete), whole)
 		o.ObserveFloat64(offset, r.ClockOffset.Seconds())

@@ -2,6 +2,7 @@ package auotel
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -183,8 +184,14 @@ func TestRegisterUncomparableMeter(t *testing.T) {
 func TestGaugeReportsClusterCompleteness(t *testing.T) {
 	reader, mp, tr, _ := setup(t)
 	tr.Seen("local")
-	partial := true
+	partial, settling, local := true, false, false
 	fn := func(ctx context.Context, ws ...time.Duration) (ClusterCounts, error) {
+		switch {
+		case local:
+			return ClusterCounts{Counts: []int{1, 1}, Instances: 1, Complete: 1}, errors.New("redis down")
+		case settling:
+			return ClusterCounts{Counts: []int{40, 70}, Cluster: true, Instances: 3, Complete: 3, Settling: true}, nil
+		}
 		if partial {
 			return ClusterCounts{Counts: []int{30, 50}, Cluster: true, Instances: 3, Complete: 2, ClockOffset: -1500 * time.Millisecond}, nil
 		}
@@ -218,6 +225,7 @@ func TestGaugeReportsClusterCompleteness(t *testing.T) {
 	}
 	assert.Equal(t, map[string]float64{
 		"activeusers.count 24h": 30, "activeusers.count 7d": 50,
+		"activeusers.cluster.reachable":          1,
 		"activeusers.cluster.complete":           0,
 		"activeusers.cluster.instances known":    3,
 		"activeusers.cluster.instances complete": 2,
@@ -227,6 +235,13 @@ func TestGaugeReportsClusterCompleteness(t *testing.T) {
 	got := read()
 	assert.Equal(t, 1.0, got["activeusers.cluster.complete"])
 	assert.Equal(t, 40.0, got["activeusers.count 24h"])
+	settling, local = true, false
+	got = read()
+	assert.Equal(t, 0.0, got["activeusers.cluster.complete"], "a settling registry is not complete")
+	settling, local = false, true
+	got = read()
+	assert.Equal(t, 0.0, got["activeusers.cluster.reachable"], "a local fallback is not the cluster's")
+	assert.Equal(t, 0.0, got["activeusers.cluster.complete"])
 }
 
 // TestGaugeReportsEachSegment: a tracker with dimensions reports the overall

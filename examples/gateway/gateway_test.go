@@ -134,26 +134,7 @@ func TestEndToEndPrometheus(t *testing.T) {
 // and one that returns Prometheus's log.
 func startPrometheus(t *testing.T, prom string, targets ...string) (query func(string) (float64, bool), log func() string) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: gateway
-    static_configs:
-      - targets: ['%s']
-`, strings.Join(targets, "', '"))), 0o644))
-	promAddr := freePort(t)
-	var buf syncBuffer
-	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+promAddr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
+	promAddr, log := runPrometheus(t, prom, targets...)
 	query = func(q string) (float64, bool) {
 		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
 		if err != nil {
@@ -174,7 +155,34 @@ scrape_configs:
 		v, err := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
 		return v, err == nil
 	}
-	return query, buf.String
+	return query, log
+}
+
+// runPrometheus runs a real Prometheus scraping targets every second as job
+// "gateway", and returns its address and a function that returns its log.
+func runPrometheus(t *testing.T, prom string, targets ...string) (addr string, log func() string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: gateway
+    static_configs:
+      - targets: ['%s']
+`, strings.Join(targets, "', '"))), 0o644))
+	promAddr := freePort(t)
+	var buf syncBuffer
+	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	return promAddr, buf.String
 }
 
 // TestClusterEndToEndPrometheus: two gateways on one real Redis, overlapping
