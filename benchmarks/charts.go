@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"image/color"
 	"math"
@@ -9,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -45,11 +46,12 @@ func charts(procs int) []chart {
 	}
 }
 
-func writeCharts(dir string, results []Result) error {
+// writeCharts writes the charts of results into dir; made names the machine
+// and the day they were measured.
+func writeCharts(dir, made string, results []Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	made := machine() + ", " + time.Now().Format("2006-01-02")
 	for _, c := range charts(maxProcs(results)) {
 		series := map[string]plotter.XYs{}
 		var names []string
@@ -136,6 +138,26 @@ func writeCharts(dir string, results []Result) error {
 	return nil
 }
 
+// replot writes the charts of a run saved with -json into dir, without
+// measuring anything again.
+func replot(file, dir string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var run struct {
+		Machine, Date string
+		Results       []Result
+	}
+	if err := json.Unmarshal(b, &run); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if len(run.Results) == 0 {
+		return fmt.Errorf("%s: no results: not a run saved with -json", file)
+	}
+	return writeCharts(dir, run.Machine+", "+run.Date, run.Results)
+}
+
 func match(pattern, group string) bool {
 	if m, _ := filepath.Match(pattern, group); m {
 		return true
@@ -156,11 +178,12 @@ func maxProcs(results []Result) int {
 }
 
 // save writes p as an SVG, its legend in a column of its own to the right,
-// never over the data, and its fonts embedded, so that it reads the same on
-// a machine that lacks them.
+// never over the data. Its text names the plot's font and then generic
+// families, so that a viewer without the font draws it in one it has
+// (embedding the font would make each chart half a megabyte).
 func save(p *plot.Plot, legend plot.Legend, names []string, file string) error {
 	const w, h = 10 * vg.Inch, 5.5 * vg.Inch
-	c := vgsvg.NewWith(vgsvg.UseWH(w, h), vgsvg.EmbedFonts(true))
+	c := vgsvg.New(w, h)
 	dc := draw.New(c)
 	lw := vg.Length(0)
 	for _, n := range names {
@@ -169,15 +192,12 @@ func save(p *plot.Plot, legend plot.Legend, names []string, file string) error {
 	lw += legend.ThumbnailWidth + legend.Padding*2 + vg.Points(60)
 	p.Draw(draw.Crop(dc, 0, -lw, 0, 0))
 	legend.Draw(draw.Crop(dc, w-lw+vg.Points(8), 0, 0, -vg.Points(40))) // below the title
-	f, err := os.Create(file)
-	if err != nil {
+	var b bytes.Buffer
+	if _, err := c.WriteTo(&b); err != nil {
 		return err
 	}
-	if _, err := c.WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	svg := strings.ReplaceAll(b.String(), "font-family:Liberation Serif;", "font-family:'Liberation Serif','DejaVu Serif','Times New Roman',serif;")
+	return os.WriteFile(file, []byte(svg), 0o644)
 }
 
 // palette is the Okabe–Ito colours, told apart by readers with any kind of

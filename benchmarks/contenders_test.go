@@ -82,7 +82,7 @@ func TestProgramRunsEndToEnd(t *testing.T) {
 		"Seen closed loop, 20k returning users, p99.99", "Seen closed loop, growing to 40k new users, max"} {
 		assert.Contains(t, out.String(), want)
 	}
-	for _, f := range []string{"seen-goroutines.svg", "seen-shards.svg", "heap-users.svg", "seen-latency.svg", "seen-tail.svg"} {
+	for _, f := range chartFiles {
 		b, err := os.ReadFile(filepath.Join(charts, f))
 		require.NoError(t, err, f)
 		assert.Contains(t, string(b), "<svg", f)
@@ -108,7 +108,22 @@ func TestProgramRunsEndToEnd(t *testing.T) {
 	b, err := os.ReadFile(bench)
 	require.NoError(t, err)
 	assert.Contains(t, string(b), "BenchmarkSeen/returning/procs=", "benchstat-compatible lines")
+
+	// -replot draws the same charts again from the saved JSON, measuring nothing.
+	saved := filepath.Join(t.TempDir(), "run.json")
+	require.NoError(t, os.WriteFile(saved, out.Bytes(), 0o644))
+	again := t.TempDir()
+	require.NoError(t, replot(saved, again))
+	for _, f := range []string{"seen-goroutines.svg", "heap-users.svg", "counts-users.svg"} {
+		b, err := os.ReadFile(filepath.Join(again, f))
+		require.NoError(t, err, f)
+		assert.Contains(t, string(b), doc.Machine, "%s names the machine of the saved run", f)
+	}
+	require.NoError(t, os.WriteFile(saved, []byte(`{"Machine":"x"}`), 0o644))
+	assert.ErrorContains(t, replot(saved, again), "no results")
 }
+
+var chartFiles = []string{"seen-goroutines.svg", "seen-shards.svg", "heap-users.svg", "counts-users.svg", "seen-latency.svg", "seen-tail.svg"}
 
 func TestBadFlagsAreRejected(t *testing.T) {
 	for _, bad := range [][]string{{"-users", "10,x"}, {"-users", "0"}, {"-procs", "-1"}, {"-runs", "-2"}, {"-new-users", "-5"}} {

@@ -35,6 +35,7 @@ type options struct {
 	parallel    []int
 	shardSweep  []int
 	charts      string
+	replot      string
 	runs        int
 	benchtime   time.Duration
 	sizes       []int
@@ -91,6 +92,7 @@ Flags:
 	fs.StringVar(&parallel, "goroutines", "", "comma-separated goroutines per GOMAXPROCS for the Seen sweep (default 1,4,16,64; quick 16)")
 	fs.StringVar(&sweep, "shard-sweep", "", "comma-separated shard counts to measure Seen at (default 1,4,16,64,256; quick 4,64)")
 	fs.StringVar(&o.charts, "charts", "", "write SVG charts into this folder (default: none)")
+	fs.StringVar(&o.replot, "replot", "", "only write the charts (-charts) of a run saved with -json, measuring nothing")
 	fs.BoolVar(&o.jsonOut, "json", false, "print JSON instead of the table")
 	fs.DurationVar(&o.retention, "retention", 7*24*time.Hour, "activeusers' retention, and the longest window every Counts asks for (720h for MAU)")
 	fs.StringVar(&o.benchOut, "bench-out", "", "also write every run's Seen and Counts figures to this file in Go benchmark format, for benchstat")
@@ -292,6 +294,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchmarks:", err)
 		os.Exit(2)
 	}
+	if o.replot != "" {
+		if o.charts == "" {
+			fmt.Fprintln(os.Stderr, "benchmarks: -replot needs -charts, the folder to write into")
+			os.Exit(2)
+		}
+		if err := replot(o.replot, o.charts); err != nil {
+			fmt.Fprintln(os.Stderr, "benchmarks:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	testing.Init()
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "benchmarks:", err)
@@ -480,7 +493,7 @@ func run(o options, w io.Writer) error {
 	results := col.finish()
 	progress("done in %v", time.Since(start).Round(time.Second))
 	if o.charts != "" {
-		if err := writeCharts(o.charts, results); err != nil {
+		if err := writeCharts(o.charts, machine()+", "+time.Now().Format("2006-01-02"), results); err != nil {
 			return err
 		}
 		progress("charts written to %s", o.charts)
