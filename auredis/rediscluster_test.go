@@ -138,7 +138,7 @@ func TestRedisClusterSpreadsTheKeys(t *testing.T) {
 	now := newClock()
 	last := map[string]time.Time{}
 	perInstance := 20_000
-	if v := os.Getenv("AUREDIS_CLUSTER_USERS"); v != "" { // for the README's per-node figures
+	if v := os.Getenv("AUREDIS_CLUSTER_USERS"); v != "" { // for docs/benchmarks.md's per-node figures
 		var err error
 		perInstance, err = strconv.Atoi(v)
 		require.NoError(t, err)
@@ -216,7 +216,7 @@ func TestRedisClusterSpreadsTheKeys(t *testing.T) {
 // accounts (a quarter shared with the next), start pushing to an empty Redis
 // at once with a 1s interval. The test reports how long until the cluster's
 // figure is complete and exact. AUREDIS_EIGHT_USERS sets users (default
-// 20000; the README's figure is for 1000000).
+// 20000; docs/benchmarks.md's figure is for 1000000).
 func TestEightInstancesBecomeExact(t *testing.T) {
 	users := 20_000
 	if v := os.Getenv("AUREDIS_EIGHT_USERS"); v != "" {

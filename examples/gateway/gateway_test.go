@@ -485,6 +485,6 @@ func TestSegmentsEndToEndPrometheus(t *testing.T) {
 		return true
 	}, 60*time.Second, 250*time.Millisecond, "Prometheus sees every segment as driven; its log:\n%s", promLog())
 	share, ok := query(`active_users{window="24h",plan="pro"} / ignoring(plan) group_left active_users{window="24h",plan="",platform=""}`)
-	assert.True(t, ok, "the README's share-per-plan query runs")
+	assert.True(t, ok, "the guide's share-per-plan query runs")
 	assert.InDelta(t, 40.0/120, share, 1e-9)
 }
