@@ -68,14 +68,13 @@ func Example() {
 // noRedis is why the examples cannot run here, or "".
 var noRedis string
 
-// TestMain starts a redis-server of the examples' own for REDIS_URL (on a
-// Unix socket, so that nothing else can take its address), or, without one,
-// skips the examples and says so through TestExamplesHaveRedis.
+// TestMain starts a redis-server of the examples' own and points REDIS_URL at
+// it (a Unix socket, so that nothing else can take its address; never a
+// REDIS_URL the environment had, which may be a real one), or, without
+// redis-server, skips the examples and says so through TestExamplesHaveRedis.
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if os.Getenv("REDIS_URL") != "" {
-		os.Exit(m.Run())
-	}
+	os.Unsetenv("REDIS_URL")
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		noRedis = "redis-server not found (apt-get install -y redis-server): Example did not run"
