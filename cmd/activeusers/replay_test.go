@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -333,4 +337,87 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// logStream writes lines lines of slog's shape for accounts accounts on the
+// fly, so that the log is never in memory.
+type logStream struct {
+	r        *rand.Rand
+	left     int
+	accounts int
+	pending  []byte
+}
+
+func (s *logStream) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(s.pending) == 0 {
+			if s.left == 0 {
+				break
+			}
+			s.left--
+			at := now.Add(-time.Duration(s.r.Int64N(int64(7 * 24 * time.Hour))))
+			s.pending = append(s.pending[:0], shapes[0].line(fmt.Sprintf("acct-%d", s.r.IntN(s.accounts)), at, "pro")...)
+			s.pending = append(s.pending, '\n')
+		}
+		c := copy(p[n:], s.pending)
+		s.pending = s.pending[c:]
+		n += c
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// TestReplayMemoryIsBoundedByAccounts: a replay of 400,000 lines (about 50
+// MB) over 10,000 accounts never holds more than a few megabytes of heap:
+// memory follows the accounts, not the log.
+func TestReplayMemoryIsBoundedByAccounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replays 50 MB; ./test.sh runs it")
+	}
+	in := &logStream{r: rand.New(rand.NewPCG(3, 4)), left: 400_000, accounts: 10_000}
+	counted := &countingSize{r: in}
+	o := replayOptions{format: "auto", account: "user_id", timeField: "time", retention: 7 * 24 * time.Hour, now: now, dims: []dimField{{"plan", "plan"}}}
+	rp := newReplayer(o)
+	defer rp.t.Close()
+
+	runtime.GC()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	require.NoError(t, rp.replayFile(counted, "stream"))
+	close(stop)
+	<-sampled
+	assert.Equal(t, []int{10_000}, rp.t.CountsAt(now, 7*24*time.Hour))
+	t.Logf("replayed %.0f MB; peak heap objects %.1f MB", float64(counted.n)/1e6, float64(peak.Load())/1e6)
+	assert.Greater(t, counted.n, int64(45e6))
+	assert.Less(t, peak.Load(), uint64(16<<20), "the heap follows the 10,000 accounts, not the %d MB log", counted.n>>20)
+}
+
+type countingSize struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingSize) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
