@@ -72,8 +72,8 @@
 // within the longest gap those already in it declare.
 //
 // Costs: one pipelined push per interval, of the accounts active in it (ZADD
-// GT in batches), and about 100 bytes of Redis memory per account within
-// retention (101.7 measured with Redis 7.0; see the README). Compared with
+// GT in batches), and one sorted-set member per account within retention
+// (docs/benchmarks.md has the bytes it takes, measured). Compared with
 // HyperLogLog (PFADD/PFCOUNT), which needs 12 KiB per counter whatever the
 // cardinality, a sorted set is exact, answers any window from one key, and
 // drops accounts as they expire; a HyperLogLog is approximate (±0.8%), needs

@@ -15,6 +15,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,16 +40,25 @@ type event struct {
 // skip is a test that did not run, and the reason it gave.
 type skip struct{ pkg, test, why string }
 
+const usage = `usage: go run ./tools/testrun [-strict] [-race=false] [go test flags]
+
+Runs every module's tests, says which module runs as it goes, and ends
+with every skipped test and its reason. Every other argument goes to go test.
+
+  -strict      exit 3 when tests were skipped, even if none failed
+  -race=false  run without the race detector (default: with it)
+`
+
 func main() {
-	strict := flag.Bool("strict", false, "exit 3 when tests were skipped, even if none failed")
-	race := flag.Bool("race", true, "run under the race detector")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./tools/testrun [-strict] [-race=false] [go test flags]\n\n"+
-			"Runs every module's tests, says which module runs as it goes, and ends\n"+
-			"with every skipped test and its reason.\n\n")
-		flag.PrintDefaults()
+	strict, race, extra, err := parseArgs(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Print(usage)
+		return
 	}
-	flag.Parse()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testrun: %v\n\n%s", err, usage)
+		os.Exit(2)
+	}
 	mods, err := modules()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testrun:", err)
@@ -58,7 +69,7 @@ func main() {
 	var failed []string
 	for i, dir := range mods {
 		fmt.Printf("== [%d/%d] %s (%s elapsed)\n", i+1, len(mods), shortDir(dir), time.Since(start).Round(time.Second))
-		s, f, err := runModule(dir, *race, flag.Args())
+		s, f, err := runModule(dir, race, extra)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "testrun:", err)
 			os.Exit(2)
@@ -80,9 +91,41 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println("\nall tests passed")
-	if *strict && len(skips) > 0 {
+	if strict && len(skips) > 0 {
 		os.Exit(3)
 	}
+}
+
+// parseArgs takes testrun's own flags out of args and returns the rest, for
+// go test, in their order: the flag package would stop at the first flag it
+// does not know, such as -run.
+func parseArgs(args []string) (strict, race bool, rest []string, err error) {
+	race = true
+	for _, a := range args {
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if !strings.HasPrefix(a, "-") {
+			name = ""
+		}
+		switch name {
+		case "h", "help":
+			return false, false, nil, flag.ErrHelp
+		case "strict", "race":
+			b := true
+			if hasValue {
+				if b, err = strconv.ParseBool(value); err != nil {
+					return false, false, nil, fmt.Errorf("-%s=%s: want true or false", name, value)
+				}
+			}
+			if name == "strict" {
+				strict = b
+			} else {
+				race = b
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return strict, race, rest, nil
 }
 
 // modules returns the folders of the workspace's modules.

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"flag"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -61,5 +64,22 @@ func TestReportFindsSkipsAndFailures(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "example.com/empty") {
 		t.Errorf("a package without tests is reported:\n%s", out.String())
+	}
+}
+
+func TestArgsPassToGoTest(t *testing.T) {
+	strict, race, rest, err := parseArgs([]string{"-run", "Snapshot", "-strict", "-short", "-race=false", "-count=2"})
+	if err != nil || !strict || race || !slices.Equal(rest, []string{"-run", "Snapshot", "-short", "-count=2"}) {
+		t.Errorf("got strict %v, race %v, rest %q, %v; want true, false, every other argument in order", strict, race, rest, err)
+	}
+	strict, race, rest, err = parseArgs(nil)
+	if err != nil || strict || !race || len(rest) != 0 {
+		t.Errorf("no arguments: strict %v, race %v, rest %q, %v; want -race alone", strict, race, rest, err)
+	}
+	if _, _, _, err := parseArgs([]string{"--race=maybe"}); err == nil || !strings.Contains(err.Error(), "want true or false") {
+		t.Errorf("--race=maybe: %v", err)
+	}
+	if _, _, _, err := parseArgs([]string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v, want flag.ErrHelp", err)
 	}
 }
