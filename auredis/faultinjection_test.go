@@ -369,7 +369,7 @@ func observe(ctx context.Context, admin *redis.Client, cs []*Cluster, oracles []
 	for name, keys := range sets {
 		held[name] = map[string]bool{}
 		for _, k := range keys {
-			ms, err := admin.ZRangeByScore(context.Background(), k, &redis.ZRangeBy{Min: "1", Max: "+inf"}).Result()
+			ms, err := admin.ZRangeArgs(context.Background(), redis.ZRangeArgs{Key: k, Start: "1", Stop: "+inf", ByScore: true}).Result()
 			if err != nil {
 				return true, fmt.Errorf("reading %s after a complete figure: %w", k, err)
 			}

@@ -6,9 +6,8 @@ import (
 )
 
 var (
-	errNotCLF  = errors.New("not the common log format: expected host ident user [time] \"request\" status bytes")
-	errNoUser  = errors.New("no authenticated user (%u is -)")
-	errCLFTime = errors.New("a time not in the common log format's [02/Jan/2006:15:04:05 -0700]")
+	errNotCLF = errors.New("not the common log format: expected host ident user [time] \"request\" status bytes")
+	errNoUser = errors.New("no authenticated user (%u is -)")
 )
 
 // parseCLF returns the authenticated user (%u) and the time (%t) of a line
