@@ -6,12 +6,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,7 +54,6 @@ var dashboardWants = map[string]panelWant{
 // range. Each panel's title and queries are logged.
 func TestDashboardPanelsShowTheDemo(t *testing.T) {
 	prom := need(t, "prometheus")
-	redisServer := need(t, "redis-server")
 	b, err := os.ReadFile("../../mixin/dashboard.json")
 	require.NoError(t, err)
 	var dash struct {
@@ -68,15 +64,7 @@ func TestDashboardPanelsShowTheDemo(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(b, &dash))
 
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "redis.sock")
-	rs := exec.Command(redisServer, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700", "--dir", dir, "--save", "", "--appendonly", "no", "--loglevel", "warning")
-	require.NoError(t, rs.Start())
-	t.Cleanup(func() {
-		rs.Process.Signal(syscall.SIGTERM)
-		rs.Wait()
-	})
-	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	sock := startRedis(t)
 	flags := []string{"-redis", "unix://" + sock, "-push-every", "200ms", "-retention", "30d", "-windows", "5m,1h,24h,7d,30d"}
 	a, g := startGateway(t, flags...), startGateway(t, flags...)
 	driveSegments(t, a, 0, 60)

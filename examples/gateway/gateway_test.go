@@ -40,6 +40,23 @@ func need(t *testing.T, name string) string {
 	return p
 }
 
+// startRedis starts a redis-server on a unix socket in a folder of its own,
+// without persistence, stopped when the test ends, and returns the socket.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	redisServer := need(t, "redis-server")
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "redis.sock")
+	rs := exec.Command(redisServer, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700", "--dir", dir, "--save", "", "--appendonly", "no", "--loglevel", "warning")
+	require.NoError(t, rs.Start())
+	t.Cleanup(func() {
+		rs.Process.Signal(syscall.SIGTERM)
+		rs.Wait()
+	})
+	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	return sock
+}
+
 // startGateway runs the gateway in-process on a loopback port with no
 // synthetic traffic, and stops it when the test ends.
 func startGateway(t *testing.T, extra ...string) string {
@@ -191,16 +208,7 @@ scrape_configs:
 // and that it knows both.
 func TestClusterEndToEndPrometheus(t *testing.T) {
 	prom := need(t, "prometheus")
-	redisServer := need(t, "redis-server")
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "redis.sock")
-	rs := exec.Command(redisServer, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700", "--dir", dir, "--save", "", "--appendonly", "no", "--loglevel", "warning")
-	require.NoError(t, rs.Start())
-	t.Cleanup(func() {
-		rs.Process.Signal(syscall.SIGTERM)
-		rs.Wait()
-	})
-	require.Eventually(t, func() bool { _, err := os.Stat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond)
+	sock := startRedis(t)
 
 	flags := []string{"-redis", "unix://" + sock, "-push-every", "200ms"}
 	a, b := startGateway(t, flags...), startGateway(t, flags...)
